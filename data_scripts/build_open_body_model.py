@@ -23,18 +23,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a plain clone too
+from hybrid_pose.body import SMPL_JOINT_NAMES  # noqa: E402
+from hybrid_pose.smpl_file import SMPL_PARENTS  # noqa: E402
 DEFAULT_OUT = ROOT / "hybrid_pose" / "assets" / "open_body_model.npz"
 SEED, N_FIT, N_TEST, NUM_BETAS = 0, 1000, 200, 10
 
 # Anny's frame is z up, -y front, +x the body's left; SMPL's is y up, +z front, +x left: (x, y, z) -> (x, z, -y).
 ANNY_TO_SMPL = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])
-
-SMPL_JOINT_NAMES = [
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle", "right_ankle",
-    "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hand", "right_hand"]
-SMPL_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]
-
 
 def ANNY_VERSION():
     from importlib.metadata import version
@@ -326,7 +322,7 @@ def build(out=DEFAULT_OUT, verbose=True):
     arrays = dict(
         v_template=v_template.astype(np.float32), shapedirs=shapedirs.astype(np.float32),
         J_regressor=J_regressor.astype(np.float32), weights=weights.astype(np.float32),
-        kintree_table=np.array([SMPL_PARENTS, list(range(24))], dtype=np.int64), f=faces,
+        kintree_table=np.array([list(SMPL_PARENTS), list(range(24))], dtype=np.int64), f=faces,
         joint_names=np.array(SMPL_JOINT_NAMES), head_top_vertex_ids=head_top_ids.astype(np.int64),
         vertex_id_names=np.array(list(vid)), vertex_id_values=np.array(list(vid.values()), dtype=np.int64),
         shape_sigma=sigma.astype(np.float32), tpose_deltas=D.astype(np.float32),

