@@ -65,13 +65,14 @@ _HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd
 
 def git_sha(root=None, # any folder inside the repository; defaults to this package's folder
            ) -> str: # commit SHA, with "+dirty" when tracked files have uncommitted changes; "unknown" outside git
-    "The git commit the running code came from."
+    "The git commit the running code came from (outputs under figures/ do not make it dirty)."
     root = Path(root) if root else _HERE
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if sha.returncode: return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=root, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        # "dirty" = tracked code or notebooks differ from the commit; the outputs in figures/ do not count
+        dirty = subprocess.run(["git", "status", "--porcelain", "-uno", "--", ".", ":(exclude,top)figures"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
         return sha.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
