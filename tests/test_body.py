@@ -97,3 +97,20 @@ def test_rebuild_open_body_model_is_identical(tmp_path):
     new, meta = b.build(tmp_path / "rebuilt.npz", verbose=False)
     assert b.compare(b.DEFAULT_OUT, new) == {}
     assert meta["heldout_joint_error_mm"]["mean"] < 1.5 and meta["explained_variance_10"] > 0.999
+
+
+def test_wheel_ships_the_open_model(tmp_path):
+    """`pip install hybrid-pose` (not editable) must carry the open body model and load it from site-packages."""
+    import zipfile
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(ROOT), "-w", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    (whl,) = tmp_path.glob("hybrid_pose-*.whl")
+    site = tmp_path / "site"
+    zipfile.ZipFile(whl).extractall(site)
+    code = (f"import sys; sys.path.insert(0, {str(site)!r}); "
+            "import hybrid_pose, torch; from hybrid_pose.body import load_body_model; "
+            "assert hybrid_pose.__file__.startswith(%r), hybrid_pose.__file__; "
+            "print(load_body_model('open')(torch.zeros(1, 72), torch.zeros(1, 10)).vertices.shape[1])" % str(site))
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "13718", r.stderr
