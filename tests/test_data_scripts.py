@@ -1,0 +1,274 @@
+"""data_scripts/: download (mirrors in order, HTTP Range resume, file:// URLs), verify, unpack atomically, report.
+
+Offline: small fake archives in the real formats (LSP's and LSPe's zips without a top folder, joints.mat in the real
+layouts with few images and `--expect-count`, UPi-S1h's `upi-s1h/data/...` tree with an MPII bulk that must not be
+read) served by file:// URLs or a local HTTP server with Range support on 127.0.0.1.
+"""
+import hashlib
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SCRIPTS = ROOT / "data_scripts"
+
+from hybrid_pose.data import write_fake_layout  # noqa: E402
+
+
+def _load(name):
+    "Import a data script as a module (its main(argv) runs in-process: faster than a subprocess)."
+    spec = importlib.util.spec_from_file_location(f"_ds_{name}", SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+get_lsp, get_lspet, get_upi, verify = (_load(n) for n in ("get_lsp", "get_lspet", "get_upi_s1h", "verify_data"))
+dl = sys.modules["_download"]
+
+
+def _zip(path: Path, files: dict, junk: int = 0):
+    "Write a zip of {arcname: source path or bytes}; `junk` bytes of incompressible filler as an MPII image."
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        if junk:  # MPII bulk before and after the masks: neither may be downloaded
+            zf.writestr("upi-s1h/data/mpii/images/00001.png", np.random.default_rng(0).bytes(junk), zipfile.ZIP_STORED)
+        for name, src in files.items():
+            zf.writestr(name, src if isinstance(src, bytes) else Path(src).read_bytes())
+        if junk:
+            zf.writestr("upi-s1h/data/mpii/images/00002.png", np.random.default_rng(1).bytes(junk), zipfile.ZIP_STORED)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    "Fake archives built from a stick-figure layout: LSP 5 images, LSPe 4 (3 with a silhouette), UPi-S1h."
+    d = tmp_path_factory.mktemp("archives")
+    src = d / "src"
+    write_fake_layout(src, lsp=(1, 2, 3, 4, 5), lspet=(1, 2, 3, 4), lspet_masks=(1, 2, 4), totals=(5, 4), seed=1)
+    lsp = {f"images/{p.name}": p for p in sorted((src / "lsp/images").iterdir())}
+    lsp.update({"joints.mat": src / "lsp/joints.mat", "README.txt": b"LSP fake\n",
+                "visualized/im0001.jpg": src / "lsp/images/im0001.jpg"})
+    lspet = {f"images/{p.name}": p for p in sorted((src / "lspet/images").iterdir())}
+    lspet.update({"joints.mat": src / "lspet/joints.mat", "README.txt": b"LSPET fake\n"})
+    up = {f"upi-s1h/{p.relative_to(src / 'upi-s1h')}": p for p in sorted((src / "upi-s1h").rglob("*.png"))}
+    out = dict(src=src, dir=d, lsp=_zip(d / "lsp_dataset.zip", lsp), lspet=_zip(d / "lspet_dataset.zip", lspet),
+               up=_zip(d / "upi-s1h.zip", up, junk=3 << 20))
+    bad = dict(lsp); bad["joints.mat"] = d / "wrong.mat"
+    scipy.io.savemat(d / "wrong.mat", {"joints": np.zeros((14, 3, 5))})
+    out["lsp_wrong_joints"] = _zip(d / "wrong_joints.zip", bad)
+    raw = bytearray(out["lsp"].read_bytes())
+    with zipfile.ZipFile(out["lsp"]) as zf:
+        info = zf.getinfo("images/im0003.jpg")
+    raw[info.header_offset + 30 + len(info.filename) + 10] ^= 0xFF   # flip a byte inside a member's data
+    out["lsp_bad_crc"] = d / "bad_crc.zip"; out["lsp_bad_crc"].write_bytes(bytes(raw))
+    return out
+
+
+class _Server:
+    "A local HTTP server with Range support; `cut_after` makes the next full response stop early (an interruption)."
+    def __init__(self, folder: Path):
+        self.folder, self.cut_after, self.log, self.bytes = folder, None, [], 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+
+            def do_GET(self):
+                f = server.folder / self.path.lstrip("/")
+                rng = self.headers.get("Range")
+                server.log.append((self.path, rng))
+                if self.path.endswith(".html"):
+                    body = b"<html>gone</html>"
+                    self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+                    self.wfile.write(body); return
+                if not f.is_file():
+                    self.send_error(404); return
+                data = f.read_bytes()
+                if rng:
+                    a, b = rng.split("=")[1].split("-")
+                    a, b = int(a), int(b) if b else len(data) - 1
+                    if a >= len(data):
+                        self.send_response(416); self.send_header("Content-Range", f"bytes */{len(data)}"); self.end_headers(); return
+                    chunk = data[a:b + 1]
+                    self.send_response(206); self.send_header("Content-Range", f"bytes {a}-{a + len(chunk) - 1}/{len(data)}")
+                else:
+                    chunk = data
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(chunk))); self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                if server.cut_after is not None and not rng:
+                    chunk, server.cut_after = chunk[:server.cut_after], None
+                    self.close_connection = True
+                self.wfile.write(chunk); server.bytes += len(chunk)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def server(fake):
+    s = _Server(fake["dir"])
+    yield s
+    s.httpd.shutdown(); s.httpd.server_close()
+
+
+def _sha(p):
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+
+
+def test_get_lsp_file_url_then_verify(fake, tmp_path):
+    "The plain commands, as subprocesses from another folder: download from file://, install, verify, rerun = no-op."
+    data = tmp_path / "data"
+    cmd = [sys.executable, str(SCRIPTS / "get_lsp.py"), "--data-root", str(data), "--url", fake["lsp"].as_uri(),
+           "--expect-count", "5"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in (data / "lsp/images").iterdir()) == [f"im{i:04d}.jpg" for i in range(1, 6)]
+    assert scipy.io.loadmat(data / "lsp/joints.mat")["joints"].shape == (3, 14, 5)
+    assert (data / "lsp/visualized/im0001.jpg").is_file() and (data / "lsp/README.txt").is_file()
+    assert [p.name for p in data.iterdir() if p.name.startswith(".")] == []          # no temporary folder left
+    rec = json.loads((data / "downloads/checksums.json").read_text())["lsp_dataset.zip"]
+    assert rec["sha256"] == _sha(fake["lsp"]) and rec["url"] == fake["lsp"].as_uri()
+    r = subprocess.run([sys.executable, str(SCRIPTS / "verify_data.py"), "--data-root", str(data), "--datasets", "lsp",
+                        "--lsp-count", "5"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and "PRESENT" in r.stdout, r.stdout + r.stderr
+    assert get_lsp.main(["--data-root", str(data), "--url", "file:///nonexistent.zip", "--expect-count", "5"]) == 0
+
+
+def test_resume_after_interruption_http(fake, server, tmp_path, capsys):
+    "A connection cut after 20 kB leaves a .part; the rerun asks for the rest with a Range header and installs."
+    data = tmp_path / "data"
+    args = ["--data-root", str(data), "--url", f"{server.url}/lspet_dataset.zip", "--expect-count", "4", "--retries", "0"]
+    server.cut_after = 20_000
+    assert get_lspet.main(args) == 2
+    part = data / "downloads/lspet_dataset.zip.part"
+    assert part.stat().st_size == 20_000 and not (data / "lspet").exists()
+    assert "rerun to resume" in capsys.readouterr().err
+    assert get_lspet.main(args) == 0
+    assert server.log[-1] == ("/lspet_dataset.zip", "bytes=20000-")
+    assert _sha(data / "downloads/lspet_dataset.zip") == _sha(fake["lspet"]) and not part.exists()
+    assert scipy.io.loadmat(data / "lspet/joints.mat")["joints"].shape == (14, 3, 4)
+    assert verify.main(["--data-root", str(data), "--datasets", "lspet", "--lspet-count", "4"]) == 0
+
+
+def test_resume_within_one_run_and_file_url(fake, server, tmp_path):
+    "With retries the same run resumes by itself; a .part of a file:// download resumes from its size."
+    dest = tmp_path / "a.zip"
+    server.cut_after = 5_000
+    dl.download(f"{server.url}/lsp_dataset.zip", dest, retries=1, quiet=True)
+    assert _sha(dest) == _sha(fake["lsp"]) and ("/lsp_dataset.zip", "bytes=5000-") in server.log
+    dest2, url = tmp_path / "b.zip", fake["lsp"].as_uri()
+    part = dest2.with_name("b.zip.part")
+    part.write_bytes(fake["lsp"].read_bytes()[:7777]); dest2.with_name("b.zip.part.url").write_text(url)
+    dl.download(url, dest2, retries=0, quiet=True)
+    assert _sha(dest2) == _sha(fake["lsp"])
+
+
+def test_mirrors_in_order(fake, server, tmp_path):
+    "A missing file and an HTML error page are skipped; the next mirror is used."
+    data = tmp_path / "data"
+    assert get_lsp.main(["--data-root", str(data), "--expect-count", "5", "--quiet", "--retries", "0",
+                         "--url", (tmp_path / "nope.zip").as_uri(), "--url", f"{server.url}/gone.html",
+                         "--url", f"{server.url}/missing.zip", "--url", f"{server.url}/lsp_dataset.zip"]) == 0
+    assert [p for p, _ in server.log] == ["/gone.html", "/missing.zip", "/lsp_dataset.zip"]
+    assert (data / "lsp/joints.mat").is_file()
+
+
+@pytest.mark.parametrize("case, expect", [("lsp_bad_crc", "download again"), ("lsp_wrong_joints", "(14, 3, 5)"),
+                                           ("lsp", "1995 of 2000 images missing")])
+def test_bad_archives_install_nothing(fake, tmp_path, capsys, case, expect):
+    "A damaged archive, joints of the wrong shape, or too few images: exit 1, a clear message, nothing installed."
+    data = tmp_path / "data"
+    argv = ["--data-root", str(data), "--archive", str(fake[case])] + ([] if case == "lsp" else ["--expect-count", "5"])
+    assert get_lsp.main(argv) == 1
+    out = capsys.readouterr()
+    assert expect in out.out + out.err, out
+    assert not (data / "lsp").exists() and [p.name for p in data.iterdir()] == ["downloads"]
+
+
+def test_existing_folder_needs_force(fake, tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "lsp/images").mkdir(parents=True)
+    argv = ["--data-root", str(data), "--archive", str(fake["lsp"]), "--expect-count", "5", "--quiet"]
+    assert get_lsp.main(argv) == 1 and "--force" in capsys.readouterr().err
+    assert get_lsp.main(argv + ["--force"]) == 0
+    assert len(list((data / "lsp/images").iterdir())) == 5 and not list(data.glob(".old-*"))
+
+
+def _install_images(fake, data):
+    for src in ("lsp", "lspet"): shutil.copytree(fake["src"] / src, data / src)
+
+
+def test_upi_s1h_remote_members_only(fake, server, tmp_path):
+    "Over HTTP with Range, only the zip's directory and the LSP/LSPe masks are read, not the MPII bulk."
+    data = tmp_path / "data"; _install_images(fake, data)
+    argv = ["--data-root", str(data), "--url", f"{server.url}/upi-s1h.zip", "--lsp-range", "1-5", "--expect-lspet", "3",
+            "--quiet"]
+    assert get_upi.main(argv) == 0
+    masks = sum(p.stat().st_size for p in (fake["src"] / "upi-s1h").rglob("*.png"))
+    assert server.bytes < masks + (300 << 10), (server.bytes, masks, fake["up"].stat().st_size)   # masks + directory
+    assert all(r and r.startswith("bytes=") for _, r in server.log)
+    names = sorted(p.relative_to(data / "upi-s1h").as_posix() for p in (data / "upi-s1h").rglob("*.png"))
+    assert len(names) == 13 and not any("mpii" in n for n in names) and "data/lsp_extended/im00004_segmentation.png" in names
+    assert not (data / ".partial-upi-s1h").exists() and not (data / "downloads/upi-s1h.zip").exists()
+    assert verify.main(["--data-root", str(data), "--lsp-count", "5", "--lspet-count", "4", "--lspet-masks", "3",
+                        "--lsp-mask-range", "1-5", "--datasets", "lsp", "lspet", "upi-s1h"]) == 0
+    assert get_upi.main(argv) == 0                                           # already present: nothing to do
+
+
+def test_upi_s1h_full_download_and_partial_resume(fake, tmp_path):
+    "--full downloads the zip; an interrupted extraction keeps good members and redoes a damaged one."
+    data = tmp_path / "data"; _install_images(fake, data)
+    partial = data / ".partial-upi-s1h/data/lsp"
+    partial.mkdir(parents=True)
+    good = fake["src"] / "upi-s1h/data/lsp/im0001_segmentation.png"
+    shutil.copy(good, partial / good.name)
+    (partial / "im0002_segmentation.png").write_bytes(b"half a file")
+    assert get_upi.main(["--data-root", str(data), "--url", fake["up"].as_uri(), "--full", "--lsp-range", "1-5",
+                         "--expect-lspet", "3", "--quiet"]) == 0
+    assert _sha(data / "downloads/upi-s1h.zip") == _sha(fake["up"])
+    for n in (1, 2):
+        name = f"im{n:04d}_segmentation.png"
+        assert _sha(data / "upi-s1h/data/lsp" / name) == _sha(fake["src"] / "upi-s1h/data/lsp" / name)
+
+
+def test_upi_s1h_wrong_counts_install_nothing(fake, tmp_path, capsys):
+    data = tmp_path / "data"
+    assert get_upi.main(["--data-root", str(data), "--archive", str(fake["up"]), "--quiet"]) == 1   # real counts
+    err = capsys.readouterr().err
+    assert "not complete" in err and not (data / "upi-s1h").exists()
+
+
+def test_verify_data_statuses(fake, tmp_path, capsys):
+    data = tmp_path / "data"; _install_images(fake, data)
+    assert verify.main(["--data-root", str(data), "--lsp-count", "5", "--lspet-count", "4"]) == 0   # upi-s1h missing: fine
+    assert verify.main(["--data-root", str(data), "--datasets", "upi-s1h"]) == 2                   # asked for: missing
+    (data / "lsp/images/im0004.jpg").unlink()
+    capsys.readouterr()
+    assert verify.main(["--data-root", str(data), "--datasets", "lsp", "--lsp-count", "5"]) == 1
+    assert "MALFORMED" in capsys.readouterr().out
+    assert verify.main(["--data-root", str(data), "--licensed", "--datasets", "lspet", "--lspet-count", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "smpl.is.tue.mpg.de" in out and "amass.is.tue.mpg.de" in out and "--licensed" in out
+    assert verify.main(["--data-root", str(data), "--datasets", "lsp", "--lsp-count", "5", "--json"]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["lsp"]["status"] == "malformed" and "im 4" in rep["lsp"]["problems"][0]
+
+
+def test_safe_member_names():
+    assert dl._safe_name("a/b/c.png") == "a/b/c.png"
+    assert dl._safe_name("/etc/passwd") is None and dl._safe_name("a/../../x") is None
+    assert get_upi.select("upi-s1h/data/lsp/im0001_part_segmentation.png") == "data/lsp/im0001_part_segmentation.png"
+    assert get_upi.select("upi-s1h/data/mpii/images/00001_segmentation.png") is None
