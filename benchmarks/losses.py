@@ -4,7 +4,7 @@
     python benchmarks/losses.py [--batch 8] [--repeat 5] [--brute-repeat 1] [--threads N] [--device cpu|cuda]
 
 Inputs: B person-shaped 224×224 masks (silhouettes of the open body model in random poses and shapes, rasterised
-here so the benchmark depends on nothing but the body model) and the open model's 13,718 vertices projected from
+by `render.silhouette`) and the open model's 13,718 vertices projected from
 *other* random poses with a shifted camera (a mid-training misalignment). Every row times forward + backward of the
 per-image sums S_b (the reduction is irrelevant to the cost), all in one process at one thread count; medians over
 `--repeat` runs after a warm-up, or over `--brute-repeat` runs for the rows that take seconds per call:
@@ -29,36 +29,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hybrid_pose.body import load_body_model  # noqa: E402
 from hybrid_pose.camera import crop_to_pixels, project  # noqa: E402
+from hybrid_pose.render import silhouette  # noqa: E402
 from hybrid_pose.losses import mesh_reprojection_bruteforce, mesh_reprojection_terms  # noqa: E402
 
 
 def rasterize_silhouette(px, faces, size=224):
-    "(B,V,2) crop pixels, (F,3) faces -> (B,size,size) bool: pixels whose centre lies in a projected triangle."
-    px = px.detach().cpu()
-    B, F = px.shape[0], len(faces)
-    tri = px[:, faces.cpu()].reshape(-1, 3, 2)
-    bid = torch.arange(B).repeat_interleave(F)
-    lo = torch.ceil(tri.amin(1) - 0.5).long().clamp(min=0)
-    hi = torch.floor(tri.amax(1) - 0.5).long().clamp(max=size - 1)
-    n = (hi - lo + 1).amax(1)
-    out = torch.zeros(B, size, size, dtype=torch.bool)
-    for k in n.unique().tolist():
-        if k <= 0:
-            continue
-        sel = (n == k).nonzero()[:, 0]
-        j, i = torch.meshgrid(torch.arange(k), torch.arange(k), indexing="ij")
-        pix = lo[sel, None] + torch.stack([i, j], -1).reshape(1, -1, 2)
-        p = pix + 0.5
-        a, b, c = (tri[sel, t, None] for t in range(3))
-
-        def edge(s, t):
-            return (t[..., 0] - s[..., 0]) * (p[..., 1] - s[..., 1]) - (t[..., 1] - s[..., 1]) * (p[..., 0] - s[..., 0])
-        w0, w1, w2 = edge(b, c), edge(c, a), edge(a, b)
-        ok = ((w0 >= 0) & (w1 >= 0) & (w2 >= 0)) | ((w0 <= 0) & (w1 <= 0) & (w2 <= 0))
-        ok &= (pix <= hi[sel, None]).all(-1)
-        q = pix[ok]
-        out[bid[sel, None].expand(-1, k * k)[ok], q[:, 1], q[:, 0]] = True
-    return out
+    "(B,V,2) crop pixels and (F,3) faces -> (B,size,size) bool silhouette, by `render.silhouette` (depth plays no part)."
+    px = px.detach()
+    return silhouette(torch.cat([px, torch.zeros_like(px[..., :1])], -1), faces, size)
 
 
 def make_inputs(B, seed=0):

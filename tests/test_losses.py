@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from hybrid_pose.render import silhouette
 from hybrid_pose.losses import (MR_REDUCTIONS, keypoint_reprojection_loss, kpr_to_pixels, mask_boundary,
                                 mesh_reprojection_bruteforce, mesh_reprojection_loss, mesh_reprojection_terms,
                                 nearest_mask_pixel, nearest_vertex)
@@ -35,33 +36,10 @@ def random_vertices(B, V, H, W, g, spread=1.6):
     return torch.rand(B, V, 2, generator=g, dtype=torch.float64) * size * spread - size * (spread - 1) / 2
 
 
-def rasterize_silhouette(px, faces, size):
-    "(B,V,2) crop pixels, (F,3) faces -> (B,size,size) bool: pixels whose centre lies in a projected triangle."
+def rasterize_silhouette(px, faces, size=224):
+    "(B,V,2) crop pixels and (F,3) faces -> (B,size,size) bool silhouette, by `render.silhouette` (depth plays no part)."
     px = px.detach()
-    B, F = px.shape[0], len(faces)
-    tri = px[:, faces].reshape(-1, 3, 2)
-    bid = torch.arange(B).repeat_interleave(F)
-    lo = torch.ceil(tri.amin(1) - 0.5).long().clamp(min=0)
-    hi = torch.floor(tri.amax(1) - 0.5).long().clamp(max=size - 1)
-    n = (hi - lo + 1).amax(1)
-    out = torch.zeros(B, size, size, dtype=torch.bool)
-    for k in n.unique().tolist():
-        if k <= 0:
-            continue
-        sel = (n == k).nonzero()[:, 0]
-        j, i = torch.meshgrid(torch.arange(k), torch.arange(k), indexing="ij")
-        pix = lo[sel, None] + torch.stack([i, j], -1).reshape(1, -1, 2)
-        p = pix + 0.5
-        a, b, c = (tri[sel, t, None] for t in range(3))
-
-        def edge(s, t):
-            return (t[..., 0] - s[..., 0]) * (p[..., 1] - s[..., 1]) - (t[..., 1] - s[..., 1]) * (p[..., 0] - s[..., 0])
-        w0, w1, w2 = edge(b, c), edge(c, a), edge(a, b)
-        ok = ((w0 >= 0) & (w1 >= 0) & (w2 >= 0)) | ((w0 <= 0) & (w1 <= 0) & (w2 <= 0))
-        ok &= (pix <= hi[sel, None]).all(-1)
-        q = pix[ok]
-        out[bid[sel, None].expand(-1, k * k)[ok], q[:, 1], q[:, 0]] = True
-    return out
+    return silhouette(torch.cat([px, torch.zeros_like(px[..., :1])], -1), faces, size)
 
 
 def assert_matches_bruteforce(v, masks, dtype, backend, squared, centers, w, what):
