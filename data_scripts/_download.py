@@ -382,6 +382,17 @@ def licensed_note() -> str:
 # --------------------------------------------------------------------------------------------------------------------
 # The command shared by get_lsp.py and get_lspet.py
 # --------------------------------------------------------------------------------------------------------------------
+def existing_install(target, check, force):
+    "For an existing `target` without --force: 0 if `check(target)` finds it complete, 1 (with a message) if not; else None."
+    if not target.exists() or force:
+        return None
+    chk = check(target)
+    print(chk)
+    if chk.status == "present":
+        print(f"{target} is already complete; nothing to do (--force reinstalls it)."); return 0
+    print(f"error: {target} exists but is not complete; rerun with --force to replace it.", file=sys.stderr); return 1
+
+
 def images_dataset_main(argv, name: str, archive_name: str, mirrors: list, layout: str, expect_count: int,
                         known_sha256: str | None, description: str, manual: str) -> int:
     """Download (resumably, trying `mirrors` in order), verify and install an LSP-layout zip as data_root/`name`.
@@ -409,12 +420,8 @@ def images_dataset_main(argv, name: str, archive_name: str, mirrors: list, layou
     root, q = a.data_root, a.quiet
     target = root / name
     check = lambda folder: check_images_folder(folder, layout, a.expect_count, a.deep, name)
-    if target.exists() and not a.force:
-        chk = check(target)
-        print(chk)
-        if chk.status == "present":
-            print(f"{target} is already complete; nothing to do (--force reinstalls it)."); return 0
-        print(f"error: {target} exists but is not complete; rerun with --force to replace it.", file=sys.stderr); return 1
+    done = existing_install(target, check, a.force)
+    if done is not None: return done
     downloads = root / "downloads"
     try:
         if a.archive:

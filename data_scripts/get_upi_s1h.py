@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _download import (DownloadError, extract, fetch, import_hybrid_pose, install, licensed_note,  # noqa: E402
+from _download import (DownloadError, existing_install, extract, fetch, import_hybrid_pose, install, licensed_note,  # noqa: E402
                        open_remote_zip_source, record_checksum, archive_kind)
 
 MIRRORS = [
@@ -69,12 +69,8 @@ def main(argv=None) -> int:
     root, q = a.data_root, a.quiet
     target, partial = root / "upi-s1h", root / ".partial-upi-s1h"
     check = lambda folder: check_upi_s1h(folder, root, a.lsp_range, a.expect_lspet, a.deep)
-    if target.exists() and not a.force:
-        chk = check(target)
-        print(chk)
-        if chk.status == "present":
-            print(f"{target} is already complete; nothing to do (--force reinstalls it)."); return 0
-        print(f"error: {target} exists but is not complete; rerun with --force to replace it.", file=sys.stderr); return 1
+    done = existing_install(target, check, a.force)
+    if done is not None: return done
     try:
         source, errors = None, []
         if a.archive:
