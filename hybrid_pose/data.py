@@ -19,26 +19,27 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .body import LSP_FLIP, LSP_JOINT_NAMES, read_model_file
 from .camera import crop_pixels_to_image, crop_to_pixels, image_to_crop_pixels, pixels_to_crop
+from .render import PART_NAMES
 from .smpl_file import SMPL_DOWNLOAD_HELP
 
 log = logging.getLogger("hybrid_pose")
 
 # %% auto #0
-__all__ = ['log', 'SOURCES', 'CROP_SIZE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PART_NAMES', 'LSP_BONES', 'GET_COMMANDS',
-           'JOINTS_LAYOUTS', 'IMAGE_RE', 'MASK_RE', 'PARTS_RE', 'LSP_TRAIN', 'LSP_VAL', 'SYNTHETIC_VAL_FRACTION',
-           'LICENSED_HELP', 'DATASET_NAMES', 'DataError', 'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout',
-           'source_layout', 'parse_dataset', 'split_numbers', 'Record', 'find_records', 'write_fake_layout',
-           'keypoint_center', 'crop_params', 'crop_image', 'crop_labels', 'crop_keypoints', 'crop_to_image',
-           'normalize_image', 'denormalize_image', 'EpochSampler', 'PoseDataset', 'collate_skip_none', 'seed_worker',
-           'make_loader', 'show_sample', 'DatasetCheck', 'check_images_folder', 'check_upi_s1h', 'check_synthetic',
-           'check_licensed', 'verify_data_root']
+__all__ = ['log', 'SOURCES', 'CROP_SIZE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LSP_BONES', 'GET_COMMANDS', 'JOINTS_LAYOUTS',
+           'IMAGE_RE', 'MASK_RE', 'PARTS_RE', 'LSP_TRAIN', 'LSP_VAL', 'SYNTHETIC_VAL_FRACTION', 'LICENSED_HELP',
+           'DATASET_NAMES', 'DataError', 'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout', 'source_layout',
+           'parse_dataset', 'split_numbers', 'Record', 'find_records', 'write_fake_layout', 'keypoint_center',
+           'crop_params', 'crop_image', 'crop_labels', 'crop_keypoints', 'crop_to_image', 'normalize_image',
+           'denormalize_image', 'EpochSampler', 'PoseDataset', 'collate_skip_none', 'seed_worker', 'make_loader',
+           'show_sample', 'DatasetCheck', 'check_images_folder', 'check_upi_s1h', 'check_synthetic', 'check_licensed',
+           'verify_data_root']
 
 # %% ../nbs/06_data.ipynb #451df392
 SOURCES = ("lsp", "lspet", "synthetic")  # the image sources a `dataset` string can join with "+"
 CROP_SIZE = 224  # side of the network's input crop, pixels
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ResNet-50 weights expect (x/255 - mean) / std
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PART_NAMES = ["background", "head", "torso", "right_arm", "left_arm", "right_leg", "left_leg"]  # UPi-S1h ids 0-6; 255 = unlabelled
+# PART_NAMES (render.PART_NAMES): UPi-S1h part ids 0-6; 255 = unlabelled
 LSP_BONES = [(0, 1), (1, 2), (3, 4), (4, 5), (6, 7), (7, 8), (9, 10), (10, 11), (2, 3), (8, 12), (9, 12), (12, 13),
              (2, 8), (3, 9)]  # pairs of LSP joints drawn as a skeleton
 GET_COMMANDS = {"lsp": "python data_scripts/get_lsp.py --data-root {root}",
