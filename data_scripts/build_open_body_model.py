@@ -17,7 +17,7 @@ non-commercial data.  Facts and measurements behind every choice: `shared/refere
 """
 from __future__ import annotations
 
-import argparse, io, json, sys, tempfile, time, zipfile
+import argparse, json, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -236,18 +236,12 @@ def extra_vertex_ids(model, v_template, body_mask, weights_anny, labels, bone_he
 
 
 def save_npz_deterministic(path, arrays):
-    """np.savez_compressed with fixed zip timestamps and order, so that rebuilds are byte-identical."""
+    """Write `arrays` as an .npz with fixed zip timestamps and key order (rebuilds are byte-identical), atomically."""
+    from hybrid_pose.synthetic import npz_bytes
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".npz.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for k in sorted(arrays):
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asanyarray(arrays[k]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{k}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, buf.getvalue())
+    tmp.write_bytes(npz_bytes({k: arrays[k] for k in sorted(arrays)}))
     tmp.replace(path)
     return path
 
