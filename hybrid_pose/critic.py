@@ -57,28 +57,30 @@ def _glorot(m: nn.Module):
 
 class Critic(nn.Module):
     "The authors' critic: skeleton (KCS ⊕ joints), shape and rotation heads, one score each."
-    heads = ("skeleton", "shape", "rotation")
     def __init__(self, canonical: bool = True, # canonicalise the joints stream's orientation (see `canonical_joints`)
-                 slope: float = 0.2): # leaky ReLU slope (TF's default)
+                 slope: float = 0.2, # leaky ReLU slope (TF's default)
+                 rotations: bool = True): # the rotation head; False: the paper's "critic without rotation" (Fig. 4)
         super().__init__()
-        self.canonical = canonical
+        self.canonical, self.rotations = canonical, rotations
+        self.heads = ("skeleton", "shape", "rotation")[:3 if rotations else 2]
         act = lambda: nn.LeakyReLU(slope)
         self.kcs_stream = nn.Sequential(nn.Flatten(), nn.Linear(169, 100), act())
         self.joints_stream = nn.Sequential(nn.Flatten(), nn.Linear(42, 100), act())
         self.skeleton_head = nn.Linear(200, 1)
         self.shape_head = nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 1))
-        self.rotation_head = nn.Sequential(nn.Flatten(), nn.Linear(207, 300), act(), nn.Linear(300, 100), act(), nn.Linear(100, 1))
+        self.rotation_head = (nn.Sequential(nn.Flatten(), nn.Linear(207, 300), act(), nn.Linear(300, 100), act(), nn.Linear(100, 1))
+                              if rotations else None)
         self.apply(_glorot)
 
     def forward(self, joints: Tensor, # (B,14,3) LSP joints
                 betas: Tensor, # (B,10)
                 rotmats: Tensor, # (B,23,3,3) local rotations of SMPL joints 1..23
                 kcs: Tensor|None = None, # (B,13,13); computed from `joints` when None
-               ) -> Tensor: # (B,3) scores: skeleton, shape, rotation (higher = more real)
+               ) -> Tensor: # (B,3) scores: skeleton, shape, rotation (higher = more real); (B,2) without rotations
         if kcs is None: kcs = kcs_matrix(joints)
         j = canonical_joints(joints) if self.canonical else joints
         skel = self.skeleton_head(torch.cat([self.kcs_stream(kcs), self.joints_stream(j)], 1))
-        return torch.cat([skel, self.shape_head(betas), self.rotation_head(rotmats)], 1)
+        return torch.cat([skel, self.shape_head(betas)] + ([self.rotation_head(rotmats)] if self.rotations else []), 1)
 
 # %% ../nbs/05_critic.ipynb #c53bc7e1
 def wasserstein_estimate(s_real: Tensor, # (B,K) scores of real samples
@@ -166,12 +168,13 @@ class PosePrior(nn.Module):
     def __init__(self, kind: str = "critic", # "critic" (KCS + WGAN-GP) or "hmr" (HMR's discriminator, LSGAN)
                  gp_weight: float = 10.0, # λ of the gradient penalty (critic)
                  gp_mode: str = "per_sample", # "per_sample" or "authors", see `gradient_penalty`
-                 canonical: bool = True): # canonicalise the critic's joints stream
+                 canonical: bool = True, # canonicalise the critic's joints stream
+                 rotations: bool = True): # the critic's rotation head (False: "critic without rotation")
         super().__init__()
         if kind not in ("critic", "hmr"): raise ValueError(f"kind must be 'critic' or 'hmr', not {kind!r}")
         if gp_mode not in ("per_sample", "authors"): raise ValueError(f"gp_mode must be 'per_sample' or 'authors', not {gp_mode!r}")
         self.kind, self.gp_weight, self.gp_mode = kind, gp_weight, gp_mode
-        self.net = Critic(canonical=canonical) if kind == "critic" else HMRDiscriminator()
+        self.net = Critic(canonical=canonical, rotations=rotations) if kind == "critic" else HMRDiscriminator()
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}" + (f", gp_weight={self.gp_weight}, gp_mode={self.gp_mode!r}" if self.kind == "critic" else "")
@@ -195,7 +198,7 @@ class PosePrior(nn.Module):
         w = wasserstein_estimate(s_r, s_f).detach()
         gp = gradient_penalty(self.net, real, fake, self.gp_mode, generator=generator) if self.gp_weight else s_r.new_zeros(())
         loss = -wasserstein_estimate(s_r, s_f).sum() + self.gp_weight * gp
-        return loss, {"loss": loss.detach(), "wasserstein": w.sum(), **{f"w_{h}": w[i] for i, h in enumerate(Critic.heads)},
+        return loss, {"loss": loss.detach(), "wasserstein": w.sum(), **{f"w_{h}": w[i] for i, h in enumerate(self.net.heads)},
                       "gp": gp.detach()}
 
     def generator_loss(self, fake: CriticInput) -> Tensor:

@@ -1,0 +1,176 @@
+"""The trainer: learning, the settings matrix, exact resume, DDP (gloo, 2 processes), the NaN guard, bad data,
+atomic checkpoints. Everything runs on the CPU on a few synthetic people with a small ResNet-18."""
+import json, math, os, subprocess, sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hybrid_pose.synthetic import generate_synthetic
+from hybrid_pose.train import (TrainConfig, Trainer, train, load_checkpoint, LOSSES, PRIORS, atomic_torch_save,
+                               CHECKPOINT_FORMAT)
+from hybrid_pose.model import HybridPoseNet
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate_synthetic(root / "synthetic", n=10, seed=0, progress=False)
+    return root
+
+
+def small(data_root, out, **kw):
+    base = dict(data_root=str(data_root), dataset="synthetic", body_model="open", backbone="resnet18", pretrained="no",
+                img_size=64, batch_size=2, max_train_images=8, num_workers=0, max_steps=3, log_every=1,
+                out_dir=str(out), progress=False, tensorboard=False, val_every=-1, ckpt_every=0)
+    return TrainConfig(**(base | kw))
+
+
+def test_learning_cuts_kpr_5x(data_root, tmp_path):
+    """50 steps on 8 synthetic images: KPR falls at least 5x (dropout off: its noise hides a 50-step fit)."""
+    cfg = small(data_root, tmp_path / "run", img_size=128, batch_size=8, augment=False, max_steps=50, gen_lr=1e-3,
+                losses="kpr", prior="none", dropout=0.0)
+    tr = train(cfg)
+    first, last = tr.history[0]["kpr"], tr.history[-1]["kpr"]
+    print(f"KPR {first:.2f} -> {last:.2f} ({first / last:.1f}x)")
+    assert first / last >= 5, (first, last)
+
+
+@pytest.mark.parametrize("losses", LOSSES)
+@pytest.mark.parametrize("prior", PRIORS)
+def test_settings_matrix(data_root, tmp_path, losses, prior):
+    tr = train(small(data_root, tmp_path / "run", losses=losses, prior=prior))
+    assert tr.result["status"] == "done" and tr.step == 3 and tr.nan_skipped == 0
+    assert all(math.isfinite(r["loss"]) for r in tr.history)
+    if prior != "none": assert "critic_loss" in tr.history[-1]
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ck["setting"] == f"{losses}+{prior}" and ck["step"] == 3 and ("prior" in ck) == (prior != "none")
+
+
+def test_critic_without_rotations(data_root, tmp_path):
+    tr = train(small(data_root, tmp_path / "run", prior="critic", critic_rotations=False))
+    assert tr.prior.net.heads == ("skeleton", "shape") and tr.cfg.setting == "both+critic-norot"
+    assert "critic_w_rotation" not in tr.history[-1] and "critic_w_shape" in tr.history[-1]
+
+
+def _states(tr):
+    sd = {f"net.{k}": v for k, v in tr.net.state_dict().items()}
+    if tr.prior is not None: sd |= {f"prior.{k}": v for k, v in tr.prior.state_dict().items()}
+    return sd
+
+
+def test_resume_continues_the_same_trajectory(data_root, tmp_path):
+    """20 steps == 10 steps + a fresh process-like restart from the checkpoint + 10 steps (bit for bit on the CPU)."""
+    kw = dict(prior="critic", augment=True, batch_size=2, max_train_images=6)   # 3 steps/epoch: resume mid-epoch
+    full = train(small(data_root, tmp_path / "a", max_steps=20, **kw))
+    half = train(small(data_root, tmp_path / "b", max_steps=10, **kw))
+    assert half.epoch == 3 and half.batch_in_epoch == 1
+    torch.manual_seed(1234)                         # whatever the RNG holds now, the checkpoint restores it
+    rest = Trainer(small(data_root, tmp_path / "b", max_steps=20, **kw))
+    assert rest.status == "resumed" and rest.step == 10
+    rest.result = rest.fit()
+    assert rest.step == 20
+    a, b = _states(full), _states(rest)
+    assert a.keys() == b.keys()
+    diff = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not diff, diff[:5]
+    # and the run really moved: the weights differ from the 10-step ones
+    assert not torch.equal(a["net.regressor.theta0"], _states(half)["net.regressor.theta0"])
+    assert full.history[-1]["loss"] == rest.history[-1]["loss"]
+
+
+def test_resume_refuses_another_setting(data_root, tmp_path):
+    train(small(data_root, tmp_path / "r", losses="kpr", prior="none"))
+    with pytest.raises(ValueError, match="'kpr\\+none' run"):
+        Trainer(small(data_root, tmp_path / "r", losses="mr", prior="none"))
+
+
+def test_nan_guard(data_root, tmp_path):
+    """A non-finite step is skipped and counted; `nan_patience` in a row stop the run, the last good checkpoint intact."""
+    cfg = small(data_root, tmp_path / "run", prior="none", max_steps=12, nan_patience=3, ckpt_every=2)
+    tr = Trainer(cfg)
+    calls = {"n": 0}
+    def poison(mod, inp, out):
+        calls["n"] += 1
+        if calls["n"] == 3 or calls["n"] >= 6: return [o * float("nan") for o in out]
+    tr.net.regressor.register_forward_hook(poison)
+    res = tr.fit()
+    assert res["status"] == "stopped: non-finite" and tr.step == 8 and res["nan_skipped"] == 4
+    assert all(torch.isfinite(p).all() for p in tr.net.parameters())      # skipped steps never touched the weights
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ck["step"] == 4                                                  # written before the streak began
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    net = HybridPoseNet.from_checkpoint(ck)                                  # and it loads
+    assert torch.equal(net.regressor.theta0, ck["model"]["regressor.theta0"])
+
+
+def test_corrupt_image_does_not_stop_training(data_root, tmp_path):
+    import shutil
+    root = tmp_path / "data"; shutil.copytree(data_root, root)
+    tr = Trainer(small(root, tmp_path / "run", prior="none", max_steps=6))
+    img = root / "synthetic" / "images" / "im0003.jpg"
+    img.write_bytes(img.read_bytes()[:300])                                 # truncated after construction
+    res = tr.fit()
+    assert res["status"] == "done" and tr.step == 6
+    assert sum(res["skipped_images"].values()) >= 1, res
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    p = tmp_path / "checkpoint.pt"
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, "step": 1}, p)
+    def broken(obj, fh, *a, **k):
+        fh.write(b"partial"); raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_torch_save({"format": CHECKPOINT_FORMAT, "step": 2}, p)
+    monkeypatch.undo()
+    assert load_checkpoint(p)["step"] == 1 and [f.name for f in tmp_path.iterdir()] == ["checkpoint.pt"]
+    p.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(p)
+
+
+def test_time_budget_and_logs(data_root, tmp_path):
+    tr = train(small(data_root, tmp_path / "run", prior="critic", max_steps=1000, time_budget_s=0.01))
+    assert tr.result["status"] == "stopped: time budget" and 1 <= tr.step < 1000
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == tr.step
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,epoch,loss,kpr,mr") and len(rows) == tr.step + 1
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["time_budget_s"] == 0.01
+
+
+def test_missing_data_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="get_lsp.py"):
+        Trainer(TrainConfig(data_root=str(tmp_path), dataset="lsp", body_model="open", backbone="resnet18",
+                            pretrained="no", out_dir=str(tmp_path / "run")))
+
+
+def _predict(ckpt_path, images):
+    net = HybridPoseNet.from_checkpoint(ckpt_path).eval()
+    with torch.no_grad(): return net(images)[-1]
+
+
+def test_ddp_two_processes_match_one(data_root, tmp_path):
+    """torchrun, gloo, 2 processes x batch 2 == 1 process x batch 4 (BatchNorm frozen, no dropout, no prior)."""
+    kw = dict(batch_size=4, prior="none", freeze_bn=True, dropout=0.0, augment=True, max_steps=3, gen_lr=1e-3)
+    one = train(small(data_root, tmp_path / "one", **kw))
+    cfg = small(data_root, tmp_path / "two", **kw)
+    sets = [f"{k}={v}" for k, v in cfg.__dict__.items() if k in kw or k in ("data_root", "dataset", "body_model", "backbone",
+            "pretrained", "img_size", "max_train_images", "num_workers", "out_dir", "progress", "tensorboard", "val_every",
+            "ckpt_every", "log_every")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "hybrid_pose.train", "--set", *sets], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 3
+    images = one.train_set[0]["image"][None].repeat(2, 1, 1, 1)
+    images[1] = one.train_set[5]["image"]
+    p1, p2 = _predict(tmp_path / "one" / "checkpoint.pt", images), _predict(tmp_path / "two" / "checkpoint.pt", images)
+    torch.manual_seed(0)                                                    # the trainer's seed: the untrained network
+    p0 = HybridPoseNet("resnet18", pretrained=False).eval()
+    with torch.no_grad(): p0 = p0(images)[-1]
+    moved, gap = (p1 - p0).abs().max().item(), (p1 - p2).abs().max().item()
+    print(f"DDP vs single: max |Δθ| {gap:.2e}; training moved θ by {moved:.2e}")
+    assert moved > 1e-2 and gap < 1e-3 * moved, (gap, moved)
