@@ -25,8 +25,9 @@ from .data import PoseDataset, EpochSampler, collate_skip_none, seed_worker, Dat
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'LOSSES', 'PRIORS', 'CHECKPOINT_FORMAT', 'TrainConfig', 'load_config', 'parse_overrides', 'atomic_torch_save',
-           'load_checkpoint', 'ResumableSampler', 'dist_context', 'real_poses', 'Trainer', 'train', 'main']
+__all__ = ['log', 'LOSSES', 'PRIORS', 'CHECKPOINT_FORMAT', 'TrainConfig', 'load_config', 'apply_overrides', 'atomic_torch_save',
+           'load_checkpoint', 'ResumableSampler', 'dist_context', 'real_poses', 'val_sources', 'Trainer', 'train',
+           'main']
 
 # %% ../nbs/09_train.ipynb #458fe263
 LOSSES = ("kpr", "mr", "both")         # KPR only, MR only, combined
@@ -117,17 +118,42 @@ def load_config(path, # a .json or .toml file holding TrainConfig fields (a TOML
     if bad: raise ValueError(f"load_config: {p} has unknown keys {bad}; valid keys are the fields of TrainConfig: {sorted(known)}")
     return TrainConfig(**d)
 
-def parse_overrides(items: list) -> dict:
-    "['key=value', ...] -> {key: value}, values typed like the TrainConfig field."
-    types = {f.name: type(getattr(TrainConfig(), f.name)) for f in dataclasses.fields(TrainConfig)}
-    out = {}
-    for it in items:
-        k, sep, v = it.partition("=")
-        if not sep or k not in types:
-            raise ValueError(f"override {it!r}: expected key=value with key one of the TrainConfig fields")
-        t = types[k]
-        out[k] = (v.lower() in ("1", "true", "yes", "on")) if t is bool else t(v)
-    return out
+def _parse_value(text: str):
+    t = text.strip()
+    if t in ("True", "False", "None"): return {"True": True, "False": False, "None": None}[t]
+    try: return json.loads(t)
+    except json.JSONDecodeError: return text
+
+def _coerce(key: str, text: str, current):
+    "The value of `key=text` for a field whose current value is `current` (JSON when it parses, else the string)."
+    v = _parse_value(text)
+    bad = lambda what: ValueError(f"--set {key}={text}: expected {what} (the field is now {current!r})")
+    if current is None or v is None: return v
+    if isinstance(current, bool):
+        if isinstance(v, bool): return v
+        flag = {"1": True, "yes": True, "on": True, "0": False, "no": False, "off": False}.get(text.strip().lower())
+        if flag is None: raise bad("true or false (or yes/no, on/off, 1/0)")
+        return flag
+    if isinstance(current, int):
+        if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())): raise bad("an integer")
+        return int(v)
+    if isinstance(current, float):
+        if isinstance(v, bool) or not isinstance(v, (int, float)): raise bad("a number")
+        return float(v)
+    return text if isinstance(current, str) else v
+
+def apply_overrides(cfg: TrainConfig, # the config to start from (not changed)
+                    pairs: list, # ["key=value", ...], e.g. from `--set`
+                   ) -> TrainConfig: # a new config
+    "Apply `key=value` overrides, each value converted to its field's type; unknown keys and wrong types are refused."
+    names = [f.name for f in dataclasses.fields(cfg)]
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep: raise ValueError(f"--set {pair}: expected key=value, e.g. --set epochs=5")
+        if key not in names: raise ValueError(f"--set {pair}: TrainConfig has no field {key!r}; valid keys: {', '.join(names)}")
+        cfg = dataclasses.replace(cfg, **{key: _coerce(key, text, getattr(cfg, key))})
+    return cfg
 
 # %% ../nbs/09_train.ipynb #0fadc8dd
 CHECKPOINT_FORMAT = "hybrid_pose/1"
@@ -183,7 +209,7 @@ def real_poses(source: str, n: int, step: int, seed: int, rank: int, stream_stat
     return b.pose, b.betas
 
 # %% ../nbs/09_train.ipynb #47b90c24
-def _val_sources(cfg: TrainConfig) -> str:
+def val_sources(cfg: TrainConfig) -> str:
     if cfg.val_dataset: return cfg.val_dataset
     srcs = cfg.dataset.split("+")
     return "synthetic" if srcs == ["synthetic"] else "lsp"      # the paper validates on LSP's test half
@@ -246,7 +272,7 @@ class Trainer:
         "Everything needed to continue this exact trajectory."
         ck = dict(format=CHECKPOINT_FORMAT, config=asdict(self.cfg), model_config=self.net.config, weights=self.net.weights,
                   model=self.net.state_dict(), opt_g=self.opt_g.state_dict(), scaler=self.scaler.state_dict(),
-                  step=self.step, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, nan_skipped=self.nan_skipped,
+                  step=self.step, total_steps=self.total_steps, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, nan_skipped=self.nan_skipped,
                   empty_batches=self.empty_batches, pose_batches=self._stream_state.get("consumed", 0),
                   rng_cpu=torch.get_rng_state(), setting=self.cfg.setting,
                   body=dict(name=self.body.name, file=str(self.body.metadata.get("source", ""))))
@@ -393,6 +419,8 @@ def _fit(self: Trainer) -> dict:
     cfg, t0 = self.cfg, time.time()
     if self.rank == 0:
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.step == 0:                                       # a fresh run: no rows of an older one
+            for f in ("metrics.csv", "val.csv"): (self.out / f).unlink(missing_ok=True)
         (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
         if cfg.tensorboard and self._tb is None: self._tb = _tensorboard(self.out)
     cols = ["loss", "kpr", "mr", "adv", "grad_norm"]
@@ -446,7 +474,7 @@ def _validate(self: Trainer) -> dict|None:
     if self.rank != 0: return None
     cfg = self.cfg
     if self.val_set is None:
-        try: self.val_set = PoseDataset(cfg.data_root, _val_sources(cfg), "val", augment=False, seed=cfg.seed, size=cfg.img_size)
+        try: self.val_set = PoseDataset(cfg.data_root, val_sources(cfg), "val", augment=False, seed=cfg.seed, size=cfg.img_size)
         except (FileNotFoundError, DataError) as e:
             log.warning("no validation data (%s); skipping validation", e); self.val_set = False
     if not self.val_set: return None
@@ -472,8 +500,7 @@ def main(argv=None):
     ap.add_argument("--config", help="a .json/.toml TrainConfig file (default: all defaults)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields")
     a = ap.parse_args(argv)
-    ov = parse_overrides(a.set)
-    cfg = load_config(a.config, **ov) if a.config else TrainConfig(**ov)
+    cfg = apply_overrides(load_config(a.config) if a.config else TrainConfig(), a.set)
     tr = train(cfg)
     if tr.rank == 0: print(json.dumps(tr.result))
     if dist.is_initialized(): dist.destroy_process_group()

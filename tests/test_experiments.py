@@ -28,3 +28,70 @@ def test_body_gallery(tmp_path):
     rows = table.read_text().splitlines()
     assert rows[0].startswith("component,") and len(rows) == 11
     assert (out / "body_shape_components.md").exists() and (out / "body_shape_components.csv.json").exists()
+
+
+def _table(path):
+    import csv
+    with open(path) as fh: return list(csv.DictReader(fh))
+
+
+def _sidecar(path):
+    return json.loads(Path(str(path) + ".json").read_text())
+
+
+def test_overfit_smoke(tmp_path):
+    out, data = tmp_path / "figs", tmp_path / "data"
+    run("20_overfit.ipynb", tmp_path, data_root=str(data), out_dir=str(out), runs_dir=str(tmp_path / "runs"), n_images=4,
+        batch_size=4, epochs=2, profile="quick", settings="kpr+none,both+critic-norot", figure_settings="mr+none,both+critic",
+        device="cpu", dpi=40)
+    assert (data / "synthetic" / "truth.npz").exists()                        # made on the fly
+    rows = _table(out / "overfit_synthetic.csv")
+    assert [r["setting"] for r in rows] == ["kpr+none", "both+critic-norot"] and {r["steps"] for r in rows} == {"2"}
+    assert all(float(r["KPR_paper"]) > 0 for r in rows)
+    side = _sidecar(out / "overfit_synthetic.csv")
+    assert side["config"]["epochs"] == 2 and side["config"]["n_images"] == 4 and side["profile"] == "quick"
+    assert side["train_configs"]["both+critic-norot"]["critic_rotations"] is False and side["git_sha"]
+    assert any(d["path"].endswith("truth.npz") for d in side["data"])
+    fig = out / "fig4_overfit_synthetic.png"
+    assert fig.read_bytes()[:4] == b"\x89PNG" and _sidecar(fig)["config"]["figure_settings"] == "mr+none,both+critic"
+    assert set(_sidecar(fig)["train_configs"]) == {"mr+none", "both+critic"}
+    assert (out / "overfit_curves_synthetic.png").exists() and (out / "overfit_synthetic.md").exists()
+
+
+def test_lsp_table1_smoke_on_synthetic(tmp_path):
+    out, data = tmp_path / "figs", tmp_path / "data"
+    run("30_lsp.ipynb", tmp_path, data_root=str(data), dataset="synthetic", n_synthetic=12, out_dir=str(out),
+        runs_dir=str(tmp_path / "runs"), epochs=1, batch_size=4, profile="quick", settings="kpr+none,both+critic",
+        device="cpu", dpi=40)
+    rows = _table(out / "table1_synthetic.csv")
+    assert [r["setting"] for r in rows] == ["kpr+none", "both+critic"]
+    assert rows[0]["paper_KPR"] == "4.19" and rows[1]["paper_MR"] == "44.03"      # the paper's numbers beside ours
+    assert {r["steps"] for r in rows} == {"2"} and all(r["KPR_paper_aug"] for r in rows)   # 1 epoch = 10 // 4 steps
+    assert all(float(r["PA_MPJPE_mm"]) > 0 for r in rows)                         # synthetic people have 3D truth
+    side = _sidecar(out / "table1_synthetic.csv")
+    assert side["config"]["n_synthetic"] == 12 and side["train_configs"]["kpr+none"]["epochs"] == 1
+    assert (out / "table1_curves_synthetic.png").exists()
+
+
+def test_lsp_extended_smoke_with_baseline_predictions(tmp_path):
+    import numpy as np
+    from hybrid_pose.model import mean_theta
+    out, data = tmp_path / "figs", tmp_path / "data"
+    pred = tmp_path / "baseline.npz"
+    np.savez(pred, number=np.arange(1, 13), theta=np.tile(mean_theta().numpy(), (12, 1)))   # "HMR" = Θ₀ everywhere
+    run("40_lsp_extended.ipynb", tmp_path, data_root=str(data), dataset="synthetic", n_synthetic=12, out_dir=str(out),
+        runs_dir=str(tmp_path / "runs"), epochs=1, batch_size=4, profile="quick", baseline_predictions=str(pred),
+        n_figure_images=2, device="cpu", dpi=40, paper_augmented_val=False)
+    rows = _table(out / "table2_synthetic.csv")
+    assert [r["setting"] for r in rows] == ["kpr+critic", "both+critic", "baseline"]
+    assert float(rows[2]["KPR_paper"]) > 0 and rows[2]["paper_KPR"] == "2.64"     # the baseline column is filled
+    side = _sidecar(out / "table2_synthetic.csv")
+    assert side["config"]["baseline_predictions"] == str(pred)
+    assert any(d["path"].endswith("baseline.npz") for d in side["data"])
+    assert (out / "fig5_synthetic.png").exists()
+
+
+def test_real_data_missing_stops_at_once(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError, match="get_lsp.py"):
+        run("30_lsp.ipynb", tmp_path, data_root=str(tmp_path / "nothing"), dataset="lsp", out_dir=str(tmp_path / "f"),
+            runs_dir=str(tmp_path / "runs"), profile="quick", device="cpu")

@@ -174,3 +174,13 @@ def test_ddp_two_processes_match_one(data_root, tmp_path):
     moved, gap = (p1 - p0).abs().max().item(), (p1 - p2).abs().max().item()
     print(f"DDP vs single: max |Δθ| {gap:.2e}; training moved θ by {moved:.2e}")
     assert moved > 1e-2 and gap < 1e-3 * moved, (gap, moved)
+
+
+def test_validation_and_tensorboard(data_root, tmp_path):
+    """val_every=0 validates once at the end (deterministic, `evaluate`); TensorBoard events sit next to the CSVs."""
+    tr = train(small(data_root, tmp_path / "run", prior="critic", max_steps=2, val_every=0, tensorboard=True))
+    assert len(tr.val_history) == 1 and tr.val_history[0]["step"] == 2
+    assert tr.val_history[0]["KPR_paper"] > 0 and tr.val_history[0]["images"] == len(tr.val_set)
+    assert (tmp_path / "run" / "val.csv").read_text().startswith("step,")
+    events = list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100
