@@ -142,7 +142,7 @@ def overlay_grid(columns: dict, # title -> (B,S,S,3) pictures; the first column 
         for i in range(B):
             axs[i, j].imshow(np.asarray(columns[n][i])); axs[i, j].axis("off")
         axs[0, j].set_title(n.replace(" + ", "\n+ "), fontsize=7)      # "combined\n+ critic w/o rotation" fits a column
-    fig.subplots_adjust(wspace=0.02, hspace=0.02, top=1 - 0.5 / (size * B), bottom=0.0)
+    fig.subplots_adjust(wspace=0.02, hspace=0.02, top=1 - 0.5 / (size * B), bottom=0.0, left=0.0, right=1.0)
     return fig
 
 # %% ../nbs/13_experiments.ipynb #0a62ed1d
