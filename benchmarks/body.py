@@ -11,15 +11,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import timeit  # noqa: E402
 from hybrid_pose.body import load_body_model  # noqa: E402
-
-
-def timeit(fn, repeat, sync):
-    fn(); sync()                                 # warm-up
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1000
 
 
 def main():

@@ -14,18 +14,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import timeit  # noqa: E402
 from hybrid_pose.body import example_poses, load_body_model  # noqa: E402
 from hybrid_pose.render import rasterize, silhouette, soft_silhouette, to_screen  # noqa: E402
 
 GOALS = {"rasterize": 20.0, "soft fwd+bwd": 100.0}  # ms per image on the 2-core CPU
-
-
-def timeit(fn, repeat, sync):
-    fn(); sync()                                  # warm-up
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1000, min(ts) * 1000
 
 
 def scene(body, B, size, device, seed=0):

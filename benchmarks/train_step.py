@@ -21,19 +21,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import timeit  # noqa: E402
 from hybrid_pose.synthetic import generate_synthetic  # noqa: E402
 from hybrid_pose.train import TrainConfig, Trainer  # noqa: E402
 from hybrid_pose.model import decode  # noqa: E402
 from hybrid_pose.losses import keypoint_reprojection_loss, mesh_reprojection_loss  # noqa: E402
 from hybrid_pose.poses import CriticInput  # noqa: E402
-
-
-def timeit(fn, repeat, sync, warmup=2):
-    for _ in range(warmup): fn()
-    sync(); ts = []
-    for _ in range(repeat):
-        t = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1000
 
 
 def main():

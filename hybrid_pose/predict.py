@@ -19,6 +19,7 @@ from .camera import crop_pixels_to_image, crop_to_pixels
 from .data import CROP_SIZE, crop_image, normalize_image
 from .model import HybridPoseNet, decode
 from .render import overlay as blend, rasterize, shade
+from .synthetic import add_arguments as synthetic_arguments
 
 # %% auto #0
 __all__ = ['IMAGE_HELP', 'BBOX_SCALE', 'UNTRAINED_WARNING', 'EXIT_USAGE', 'PredictError', 'load_image', 'crop_from_bbox',
@@ -577,12 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "backgrounds) in LSP's layout: images/imNNNN.jpg, joints.mat, masks/ (silhouettes and "
                                    "part labels) and truth.npz (Θ and 3D joints). Deterministic per seed; an interrupted "
                                    "run resumes where it stopped. No downloads, no SMPL licence needed.")
-    s.add_argument("--n", type=int, default=2000, help="number of images to generate")
-    s.add_argument("--out", default="data/synthetic", help="output folder: <data_root>/synthetic, which the readers find")
-    s.add_argument("--seed", type=int, default=0, help="dataset seed: the same seed gives the same images, byte for byte")
-    s.add_argument("--start", type=int, default=1, help="first image number (makes start .. start+n-1; for parallel chunks)")
-    s.add_argument("--overwrite", action="store_true", help="remake images that are already complete")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    synthetic_arguments(s)
     s.set_defaults(func=_cmd_synth)
 
     t = sub.add_parser("train", formatter_class=_Formatter, help="train the network from a config file",

@@ -184,3 +184,18 @@ def test_validation_and_tensorboard(data_root, tmp_path):
     assert (tmp_path / "run" / "val.csv").read_text().startswith("step,")
     events = list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 100
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_amp_channels_last(data_root, tmp_path):
+    """On a GPU: AMP + channels_last train without non-finite steps, and the checkpoint resumes on the CPU."""
+    tr = train(small(data_root, tmp_path / "run", device="cuda", amp=True, channels_last=True, prior="critic",
+                     img_size=128, batch_size=4, max_steps=10))
+    assert tr.amp and tr.result["status"] == "done" and tr.nan_skipped == 0
+    assert all(math.isfinite(r["loss"]) for r in tr.history)
+    cpu = Trainer(small(data_root, tmp_path / "run", device="cpu", amp=True, prior="critic", img_size=128, batch_size=4,
+                        max_steps=12))
+    assert cpu.step == 10 and not cpu.amp
+    cpu.result = cpu.fit()
+    assert cpu.step == 12
