@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_experiments.ipynb #04943e11
 from __future__ import annotations
-import logging, time, warnings
+import logging, math, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'PROFILES', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'resolve_profile', 'parse_setting',
            'setting_label', 'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting', 'predict_crops',
-           'mesh_overlays', 'overlay_grid', 'PredictionsModel']
+           'mesh_overlays', 'overlay_grid', 'results_row', 'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
 PROFILES = {
@@ -153,6 +153,21 @@ PAPER_TABLE2 = {  # LSP + LSPe, 120 epochs, with critic; the baseline is HMR's r
     "kpr+critic": (3.85, 33.65), "both+critic": (3.20, 30.02), "baseline": (2.64, 27.09)}
 
 # %% ../nbs/13_experiments.ipynb #b5e8e4ea
+def results_row(setting: str, # e.g. "both+critic", or "baseline"
+                summary: dict, # `evaluate(...).summary`
+                paper: tuple|None = None, # the paper's (KPR, MR) for this row, if it reports one
+                label: str|None = None, # default `setting_label(setting)`
+               ) -> dict:
+    "A results-table row from an evaluation summary."
+    nan = float("nan")
+    kpr, mr = paper if paper is not None else (nan, nan)
+    m = summary
+    return {"setting": setting, "label": label or setting_label(setting), "KPR_paper": m["KPR_paper"], "MR_paper": m["MR_paper"],
+            "paper_KPR": kpr, "paper_MR": mr, "KPR_px": m["KPR_paper_px"], "MR_px": m["mr_px"], "PCK@0.1": m.get("pck@0.1", nan),
+            "FGBG_F1": m["fgbg_f1"], "parts_F1": m["parts_f1"], "PA_MPJPE_mm": m["pa_mpjpe_mm"], "violations": m["violations"],
+            "poses_violating": m["poses_violating"]}
+
+# %% ../nbs/13_experiments.ipynb #c3e12613
 class PredictionsModel:
     "Saved Θ per image number, served to `evaluate` through `predict_batch` (for baselines run elsewhere)."
     def __init__(self, path): # an .npz with `number` (N,) image numbers and `theta` (N,85) for our validation crops
