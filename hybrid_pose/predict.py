@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_predict.ipynb #94c72c16
 from __future__ import annotations
-import argparse, io, json, os, secrets, sys, warnings
+import argparse, io, json, os, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,15 +17,16 @@ from . import __version__
 from .body import BodyModel, LSP_JOINT_NAMES, load_body_model, resolve_device
 from .camera import crop_pixels_to_image, crop_to_pixels
 from .data import CROP_SIZE, crop_image, normalize_image
-from .model import HybridPoseNet, decode
+from .model import HybridPoseNet, decode, read_checkpoint
 from .render import overlay as blend, rasterize, shade
 from .synthetic import add_arguments as synthetic_arguments
+from .viz import atomic_write
 
 # %% auto #0
 __all__ = ['IMAGE_HELP', 'BBOX_SCALE', 'UNTRAINED_WARNING', 'EXIT_USAGE', 'PredictError', 'load_image', 'crop_from_bbox',
            'untrained_network', 'load_checkpoint', 'network_from_checkpoint', 'Prediction', 'render_overlay',
-           'Predictor', 'predict', 'predict_many', 'atomic_write', 'mesh_in_frame', 'save_obj', 'save_ply', 'read_obj',
-           'read_ply', 'save_params_json', 'save_overlay', 'build_parser', 'main']
+           'Predictor', 'predict', 'predict_many', 'mesh_in_frame', 'save_obj', 'save_ply', 'read_obj', 'read_ply',
+           'save_params_json', 'save_overlay', 'build_parser', 'main']
 
 # %% ../nbs/11_predict.ipynb #60a43ef7
 class PredictError(ValueError):
@@ -117,22 +118,9 @@ def untrained_network(backbone: str = "resnet18", # encoder; ResNet-18 keeps thi
 
 def load_checkpoint(path, # a checkpoint file written by hybrid_pose.train, or the run folder holding checkpoint.pt
                    ) -> dict: # with at least `model_config` and `model`
-    "Read a training checkpoint safely (`weights_only=True`), or raise a `PredictError` that says what is wrong."
-    p = Path(path)
-    if p.is_dir() and (p / "checkpoint.pt").is_file(): p = p / "checkpoint.pt"
-    if not p.is_file():
-        raise PredictError(f"checkpoint {p} does not exist; pass the checkpoint.pt that `hybrid-pose train` writes "
-                           "into its out_dir (e.g. runs/<name>/checkpoint.pt)")
-    try: ck = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise PredictError(f"checkpoint {p} cannot be read with torch.load(weights_only=True) ({_first_line(e, 160)}); "
-                           "expected a checkpoint written by hybrid_pose.train (tensors, dicts, numbers, strings). "
-                           "Files from other sources must be re-saved with plain tensors; they are never unpickled") from None
-    if not isinstance(ck, dict) or "model_config" not in ck or "model" not in ck:
-        held = sorted(map(str, ck))[:8] if isinstance(ck, dict) else type(ck).__name__
-        raise PredictError(f"checkpoint {p} holds {held}; expected a dict with `model_config` and `model` (written by "
-                           "hybrid_pose.train). A bare state_dict cannot be rebuilt without its model_config")
-    return ck
+    "Read a training checkpoint safely (`model.read_checkpoint`), or raise a `PredictError` that says what is wrong."
+    try: return read_checkpoint(path)
+    except (FileNotFoundError, ValueError) as e: raise PredictError(str(e)) from None
 
 def network_from_checkpoint(ck: dict, # from `load_checkpoint`
                             source="checkpoint", # its file, for messages
@@ -331,17 +319,6 @@ def predict_many(images: list, # images, each anything `load_image` reads
                                                            batch_size=batch_size)
 
 # %% ../nbs/11_predict.ipynb #d4051d37
-def atomic_write(path, # the file to (re)write; its folder is created
-                 data: bytes):
-    "Write `data` through a temporary file in the same folder and an atomic rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f: f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-
 def mesh_in_frame(vertices, # (V,3) camera-aligned body frame (x right, y down, z away)
                   frame: str = "y-up", # "y-up": rotated π about x (x right, y up, z towards the viewer); "camera": unchanged
                  ) -> np.ndarray: # (V,3) float32

@@ -21,6 +21,7 @@ from .body import BodyModel, load_body_model
 from .camera import project
 from .poses import JointLimitSampler
 from .render import rasterize, shade, part_segmentation, body_part_labels
+from .viz import atomic_write
 
 # %% auto #0
 __all__ = ['TRUTH_KEYS', 'SyntheticConfig', 'image_rng', 'sample_root', 'sample_parameters', 'frame_person', 'to_image',
@@ -231,14 +232,6 @@ def visibility_of(body: BodyModel, # the body layer
 # %% ../nbs/07_synthetic.ipynb #9dbe430e
 TRUTH_KEYS = ("pose", "betas", "joints3d", "joints24", "cam", "center", "box_size", "image_hw", "visible", "joints2d")
 
-def _atomic_write(path: Path, data: bytes):
-    "Write `data` to `path` through a temporary file in the same folder and a rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data); os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
 
 def npz_bytes(arrays: dict) -> bytes:
     "An `.npz` (like `np.savez_compressed`) with fixed zip timestamps: equal arrays give equal bytes."
@@ -271,10 +264,10 @@ def synthetic_paths(out, number: int) -> dict:
 def write_person(person: SyntheticPerson, out, number: int, quality: int = 92):
     "Write one person's image, silhouette, part mask and record (the record last: it marks the image complete)."
     p = synthetic_paths(out, number)
-    buf = io.BytesIO(); Image.fromarray(person.image).save(buf, format="JPEG", quality=quality); _atomic_write(p["image"], buf.getvalue())
-    _atomic_write(p["mask"], _png(person.mask.astype(np.uint8) * 255))
-    _atomic_write(p["parts"], _png(person.parts))
-    _atomic_write(p["record"], npz_bytes({k: person.truth[k] for k in TRUTH_KEYS}))
+    buf = io.BytesIO(); Image.fromarray(person.image).save(buf, format="JPEG", quality=quality); atomic_write(p["image"], buf.getvalue())
+    atomic_write(p["mask"], _png(person.mask.astype(np.uint8) * 255))
+    atomic_write(p["parts"], _png(person.parts))
+    atomic_write(p["record"], npz_bytes({k: person.truth[k] for k in TRUTH_KEYS}))
 
 def is_complete(out, number: int) -> bool:
     "Are all files of image `number` there (its record written last)?"
@@ -299,10 +292,10 @@ def assemble(out, # data_root/synthetic
             for k in shapes: truth[k][n - 1] = z[k]
         valid[n - 1] = True
     joints = np.concatenate([truth["joints2d"], truth["visible"][..., None]], -1)
-    _atomic_write(out / "joints.mat", mat_bytes(joints))
+    atomic_write(out / "joints.mat", mat_bytes(joints))
     extra = dict(valid=valid, number=np.arange(1, N + 1))
     if seed is not None: extra["seed"] = np.array(seed)
-    _atomic_write(out / "truth.npz", npz_bytes(truth | extra))
+    atomic_write(out / "truth.npz", npz_bytes(truth | extra))
     return N
 
 def generate_synthetic(out="data/synthetic", # data_root/synthetic

@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .body import load_body_model, resolve_device
-from .model import HybridPoseNet, decode, split_theta
+from .model import HybridPoseNet, decode, split_theta, read_checkpoint
+from .viz import atomic_write
 from .losses import keypoint_reprojection_loss, mesh_reprojection_loss
 from .critic import PosePrior
 from .poses import CriticInput, CriticInputLayer, JointLimitSampler, PoseStream
@@ -160,25 +161,13 @@ CHECKPOINT_FORMAT = "hybrid_pose/1"
 
 def atomic_torch_save(obj, path):
     "torch.save to a temporary file in the same folder, then rename it over `path` (all or nothing)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh); fh.flush(); os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    "A trainer checkpoint, loaded without unpickling code (`weights_only=True`), with a clear error when it is not one."
-    p = Path(path)
-    if not p.is_file(): raise FileNotFoundError(f"load_checkpoint: {p} does not exist; expected out_dir/checkpoint.pt of a run")
-    try: ck = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise ValueError(f"load_checkpoint: {p} is not a readable checkpoint ({type(e).__name__}: {e}); it may be "
-                         "truncated or from another program — rerun training or pick another file") from e
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"load_checkpoint: {p} is not a {CHECKPOINT_FORMAT} checkpoint (written by hybrid_pose.train)")
+    "A trainer checkpoint (`model.read_checkpoint`: no pickled code), refused when it is not one of ours."
+    ck = read_checkpoint(path, map_location, require=("format",))
+    if ck["format"] != CHECKPOINT_FORMAT:
+        raise ValueError(f"load_checkpoint: {path} is a {ck['format']!r} checkpoint, not {CHECKPOINT_FORMAT} (hybrid_pose.train)")
     return ck
 
 # %% ../nbs/09_train.ipynb #4eec76b0
