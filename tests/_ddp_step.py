@@ -1,0 +1,31 @@
+"""One training step through `Trainer.train_step`, run by `test_train.py` as a subprocess: plain `python` (one process)
+or under `torchrun` (DDP). Rank 0 saves the gradient of that step (before the optimiser touched anything else) and,
+after a second step, the parameters of every rank, so the test can check what DDP must guarantee:
+
+- the all-reduced gradient of one step equals the single-process gradient of the whole batch (to float rounding);
+- every rank holds the same weights after the optimiser step.
+
+Usage: python tests/_ddp_step.py CONFIG_JSON OUT_FILE
+"""
+import json, sys
+
+import torch
+import torch.distributed as dist
+
+from hybrid_pose.train import TrainConfig, Trainer
+
+cfg = TrainConfig(**json.loads(sys.argv[1]))
+tr = Trainer(cfg)
+batches = iter(tr._loader())
+tr.train_step(next(batches))
+grads = {k: p.grad.detach().clone() for k, p in tr.net.named_parameters() if p.grad is not None}
+tr.train_step(next(batches))
+params = {k: p.detach().clone() for k, p in tr.net.named_parameters()}
+if tr.world > 1:                                    # every rank's weights, gathered on rank 0
+    gathered = [None] * tr.world
+    dist.all_gather_object(gathered, params)
+    dist.destroy_process_group()
+else:
+    gathered = [params]
+if tr.rank == 0:
+    torch.save(dict(world=tr.world, grads=grads, params=gathered, local_batch=tr.local_batch), sys.argv[2])
