@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import timeit  # noqa: E402
 from hybrid_pose.body import load_body_model  # noqa: E402
-from hybrid_pose.critic import PosePrior, prior_step  # noqa: E402
+from hybrid_pose.critic import build_prior  # noqa: E402
 from hybrid_pose.poses import CriticInput, CriticInputLayer, JointLimitSampler  # noqa: E402
 
 
@@ -51,11 +51,10 @@ def main():
              ("critic, per-sample GP, 3 IEF stages (3·B fakes)", "critic", "per_sample", 3),
              ("HMR discriminator (LSGAN)", "hmr", "per_sample", 1)]
     for name, kind, mode, stages in cases:
-        prior = PosePrior(kind, gp_mode=mode).to(dev)
-        opt = prior.make_optimizer()
+        prior = build_prior(kind, **({"gp_mode": mode} if kind == "critic" else {})).to(dev)
         real, fake, fake_g = inputs(stages * B), inputs(stages * B), inputs(B, grad=True)
-        def step(prior=prior, opt=opt, real=real, fake=fake, fake_g=fake_g):
-            prior_step(prior, opt, real, fake)
+        def step(prior=prior, real=real, fake=fake, fake_g=fake_g):
+            prior.update(real, fake)
             prior.generator_loss(fake_g).backward()
         steps[name] = step
     pose, betas = sampler.sample(3 * B, g)

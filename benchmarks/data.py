@@ -3,7 +3,7 @@
 
     python benchmarks/data.py [--n 64] [--epochs 3] [--workers 0 1 2] [--batch 8]
 
-Writes fake people in the real layouts (`hybrid_pose.data.write_fake_layout`) at two realistic image sizes: LSP-like
+Writes fake people in the real layouts (`hybrid_pose.fixtures.write_fake_layout`) at two realistic image sizes: LSP-like
 400×300 JPEGs with single-channel silhouettes and part masks, and LSPe-like 1024×800 JPEGs with 3-channel
 silhouettes. Times full training epochs (augmentation on, batch 8) after a warm-up epoch that also fills the cache.
 Prints a Markdown table (medians of `--repeat` runs): wall-clock samples/s, and samples per CPU-second of the
@@ -18,7 +18,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hybrid_pose.data import PoseDataset, make_loader, write_fake_layout  # noqa: E402
+from hybrid_pose.data import PoseDataset, make_loader  # noqa: E402
+from hybrid_pose.fixtures import write_fake_layout  # noqa: E402
 
 CONFIGS = {  # name -> (write_fake_layout kwargs, dataset)
     "LSP-like 400×300": (dict(lsp=range(1, 1000), lspet=()), "lsp"),

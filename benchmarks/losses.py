@@ -4,7 +4,7 @@
     python benchmarks/losses.py [--batch 8] [--repeat 5] [--brute-repeat 1] [--threads N] [--device cpu|cuda]
 
 Inputs: B person-shaped 224×224 masks (silhouettes of the open body model in random poses and shapes, rasterised
-by `render.silhouette`) and the open model's 13,718 vertices projected from
+by `fixtures.rasterize_silhouette`, i.e. `render.silhouette`) and the open model's 13,718 vertices projected from
 *other* random poses with a shifted camera (a mid-training misalignment). Every row times forward + backward of the
 per-image sums S_b (the reduction is irrelevant to the cost), all in one process at one thread count; medians over
 `--repeat` runs after a warm-up, or over `--brute-repeat` runs for the rows that take seconds per call:
@@ -29,14 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hybrid_pose.body import load_body_model  # noqa: E402
 from hybrid_pose.camera import crop_to_pixels, project  # noqa: E402
-from hybrid_pose.render import silhouette  # noqa: E402
+from hybrid_pose.fixtures import rasterize_silhouette  # noqa: E402
 from hybrid_pose.losses import mesh_reprojection_bruteforce, mesh_reprojection_terms  # noqa: E402
-
-
-def rasterize_silhouette(px, faces, size=224):
-    "(B,V,2) crop pixels and (F,3) faces -> (B,size,size) bool silhouette, by `render.silhouette` (depth plays no part)."
-    px = px.detach()
-    return silhouette(torch.cat([px, torch.zeros_like(px[..., :1])], -1), faces, size)
 
 
 def make_inputs(B, seed=0):

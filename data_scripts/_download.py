@@ -1,7 +1,7 @@
 """Download, resume, verify and unpack helpers shared by get_lsp.py, get_lspet.py and get_upi_s1h.py.
 
 Standard library only (urllib, zipfile, tarfile, hashlib). What the data must look like once unpacked is checked by
-`hybrid_pose.data` (`check_images_folder`, `check_upi_s1h`), imported by the scripts themselves.
+`hybrid_pose.datacheck` (`check_images_folder`, `check_upi_s1h`), imported by the scripts themselves.
 
 - `fetch(urls, dest)`: try the mirrors in order; download into `dest.part` with HTTP Range requests so an
   interrupted download resumes where it stopped (also for file:// URLs); rename to `dest` only when complete.
@@ -416,7 +416,7 @@ def images_dataset_main(argv, name: str, archive_name: str, mirrors: list, layou
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     import_hybrid_pose()
-    from hybrid_pose.data import check_images_folder
+    from hybrid_pose.datacheck import check_images_folder
     root, q = a.data_root, a.quiet
     target = root / name
     check = lambda folder: check_images_folder(folder, layout, a.expect_count, a.deep, name)

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     import_hybrid_pose()
-    from hybrid_pose.data import check_upi_s1h
+    from hybrid_pose.datacheck import check_upi_s1h
     root, q = a.data_root, a.quiet
     target, partial = root / "upi-s1h", root / ".partial-upi-s1h"
     check = lambda folder: check_upi_s1h(folder, root, a.lsp_range, a.expect_lspet, a.deep)

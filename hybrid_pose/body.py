@@ -201,7 +201,11 @@ def load_body_model(name: str = "auto", # "open", "smpl", "auto" or a path to an
             log.warning("hybrid_pose: SMPL model not found; using the open body model (load_body_model('smpl') says how to get SMPL)")
             path, label = OPEN_MODEL_PATH, "open"
         else: label = "smpl"
-    else: path, label = Path(name), str(name)
+    else:
+        path, label = Path(name), str(name)
+        if not path.is_file() and path.suffix not in (".npz", ".pkl"):
+            raise ValueError(f"body model {name!r} is neither a name ('open', 'smpl', 'auto') nor an SMPL-layout .npz file; "
+                             "use one of those names or the path of an .npz")
     model = BodyModel(read_model_file(path), name=label)
     return model.to(device=resolve_device(device), dtype=dtype)
 

@@ -4,19 +4,21 @@
 
 # %% ../nbs/05_critic.ipynb #6aae5599
 from __future__ import annotations
-import math
+import inspect, math
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from .body import LSP_JOINT_NAMES
+from .body import LSP_JOINT_NAMES, SMPL_JOINT_NAMES
 from .poses import CriticInput
 
 # %% auto #0
-__all__ = ['KCS_PARENTS', 'KCS_BONES', 'kcs_incidence', 'bone_vectors', 'kcs_matrix', 'canonical_joints', 'Critic',
+__all__ = ['KCS_PARENTS', 'KCS_BONES', 'PRIORS', 'kcs_incidence', 'bone_vectors', 'kcs_matrix', 'canonical_joints', 'Critic',
            'wasserstein_estimate', 'critic_loss', 'generator_adversarial_loss', 'gradient_penalty', 'HMRDiscriminator',
-           'lsgan_discriminator_loss', 'lsgan_generator_loss', 'PosePrior', 'prior_step', 'separation_accuracy']
+           'lsgan_discriminator_loss', 'lsgan_generator_loss', 'Prior', 'register_prior', 'prior_options',
+           'build_prior', 'separation_accuracy', 'WGANCritic', 'HMRPrior']
 
 # %% ../nbs/05_critic.ipynb #8aa66d7f
 KCS_PARENTS = (1, 2, 8, 9, 3, 4, 7, 8, 12, 12, 9, 10, 13)  # bone b = LSP joint b − LSP joint KCS_PARENTS[b]
@@ -163,67 +165,68 @@ def lsgan_generator_loss(s_fake: Tensor) -> Tensor:
     return (s_fake - 1).square().sum(1).mean()
 
 # %% ../nbs/05_critic.ipynb #1eee4684
-class PosePrior(nn.Module):
-    "A pose prior with its losses: the authors' WGAN-GP critic or HMR's LSGAN discriminator."
-    def __init__(self, kind: str = "critic", # "critic" (KCS + WGAN-GP) or "hmr" (HMR's discriminator, LSGAN)
-                 gp_weight: float = 10.0, # λ of the gradient penalty (critic)
-                 gp_mode: str = "per_sample", # "per_sample" or "authors", see `gradient_penalty`
-                 canonical: bool = True, # canonicalise the critic's joints stream
-                 rotations: bool = True): # the critic's rotation head (False: "critic without rotation")
-        super().__init__()
-        if kind not in ("critic", "hmr"): raise ValueError(f"kind must be 'critic' or 'hmr', not {kind!r}")
-        if gp_mode not in ("per_sample", "authors"): raise ValueError(f"gp_mode must be 'per_sample' or 'authors', not {gp_mode!r}")
-        self.kind, self.gp_weight, self.gp_mode = kind, gp_weight, gp_mode
-        self.net = Critic(canonical=canonical, rotations=rotations) if kind == "critic" else HMRDiscriminator()
-
-    def extra_repr(self) -> str:
-        return f"kind={self.kind!r}" + (f", gp_weight={self.gp_weight}, gp_mode={self.gp_mode!r}" if self.kind == "critic" else "")
-
-    def forward(self, x: CriticInput) -> Tensor: # (B,K) raw scores
-        return self.net(x.joints, x.betas, x.rotmats)
+class Prior(nn.Module):
+    "A pose prior as the trainer sees it: an adversarial term, its own update and optimiser, a realness score."
+    name: str = ""                     # the registry key (set by `register_prior`)
+    heads: tuple[str, ...] = ()        # names of the raw scores' columns, `forward(x)` -> (B,len(heads))
+    optimizer: torch.optim.Optimizer   # the prior's own, built in `__init__` (`lr=None`: the prior's default)
 
     def score(self, x: CriticInput) -> Tensor: # (B,) realness, higher = more real
-        "Per-pose realness: minus the generator's per-pose loss."
-        s = self(x)
-        return s.sum(1) if self.kind == "critic" else -(s - 1).square().sum(1)
+        raise NotImplementedError
 
-    def discriminator_loss(self, real: CriticInput, fake: CriticInput,
-                           generator: torch.Generator|None = None) -> tuple[Tensor, dict]: # loss, detached stats
-        "The prior's own loss on real and (detached) fake poses."
-        real, fake = real.detach(), fake.detach()
-        s_r, s_f = self(real), self(fake)
-        if self.kind == "hmr":
-            loss = lsgan_discriminator_loss(s_r, s_f)
-            return loss, {"loss": loss.detach(), "d_real": s_r.mean().detach(), "d_fake": s_f.mean().detach()}
-        w = wasserstein_estimate(s_r, s_f).detach()
-        gp = gradient_penalty(self.net, real, fake, self.gp_mode, generator=generator) if self.gp_weight else s_r.new_zeros(())
-        loss = -wasserstein_estimate(s_r, s_f).sum() + self.gp_weight * gp
-        return loss, {"loss": loss.detach(), "wasserstein": w.sum(), **{f"w_{h}": w[i] for i, h in enumerate(self.net.heads)},
-                      "gp": gp.detach()}
+    def generator_loss(self, fake: CriticInput) -> Tensor: # scalar, unweighted
+        "The generator's adversarial term."
+        raise NotImplementedError
 
-    def generator_loss(self, fake: CriticInput) -> Tensor:
-        "The generator's adversarial term (unweighted; the authors weight it 0.01)."
-        s = self(fake)
-        return generator_adversarial_loss(s) if self.kind == "critic" else lsgan_generator_loss(s)
+    def discriminator_loss(self, real: CriticInput, fake: CriticInput, # detached by `update`
+                           generator: torch.Generator|None = None, # for a random term (the gradient penalty)
+                          ) -> tuple[Tensor, dict[str, Tensor]]: # the prior's loss, detached stats
+        "The prior's own loss on real and fake poses."
+        raise NotImplementedError
 
-    def make_optimizer(self, lr: float|None = None) -> torch.optim.Optimizer:
-        "Adam as the originals: critic lr 5e-4, ε 1e-7 (Keras); HMR lr 1e-4, L2 1e-4 on the weights."
-        fused = all(p.device.type in ("cpu", "cuda") for p in self.parameters())  # fused: ~10x faster on the CPU
-        if self.kind == "critic":
-            return torch.optim.Adam(self.parameters(), lr=lr or 5e-4, betas=(0.9, 0.999), eps=1e-7, fused=fused)
-        decay = [p for n, p in self.named_parameters() if p.ndim > 1]
-        rest = [p for n, p in self.named_parameters() if p.ndim <= 1]
-        return torch.optim.Adam([{"params": decay, "weight_decay": 1e-4}, {"params": rest, "weight_decay": 0.0}],
-                                lr=lr or 1e-4, fused=fused)
+    def update(self, real: CriticInput, fake: CriticInput, # real poses; the generator's (detached here)
+               generator: torch.Generator|None = None, # passed to `discriminator_loss`
+               sync_grads: Callable[[Iterable[nn.Parameter]], None]|None = None, # e.g. the trainer's DDP all-reduce
+              ) -> dict[str, Tensor]: # detached stats (tensors: no GPU sync here)
+        "One update of the prior on its own optimiser."
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, stats = self.discriminator_loss(real.detach(), fake.detach(), generator)
+        loss.backward()
+        if sync_grads is not None: sync_grads(self.parameters())
+        self.optimizer.step()
+        return stats
 
-def prior_step(prior: PosePrior, opt: torch.optim.Optimizer, real: CriticInput, fake: CriticInput,
-               generator: torch.Generator|None = None) -> dict: # the loss terms as floats
-    "One update of the prior on a batch of real and fake poses."
-    opt.zero_grad(set_to_none=True)
-    loss, stats = prior.discriminator_loss(real, fake, generator)
-    loss.backward()
-    opt.step()
-    return {k: float(v) for k, v in stats.items()}
+PRIORS: dict[str, type[Prior]] = {}   # name -> class; "none" (no prior) is not a class
+
+def register_prior(name: str): # the registry key, e.g. "critic"
+    "Class decorator: add a `Prior` to `PRIORS` under `name`."
+    def deco(cls: type[Prior]) -> type[Prior]:
+        if not (isinstance(cls, type) and issubclass(cls, Prior)): raise TypeError(f"{cls!r} is not a Prior")
+        old = PRIORS.get(name)
+        if name == "none" or (old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__)):
+            raise ValueError(f"the prior name {name!r} is taken" + (f" by {old.__qualname__}" if old else ""))
+        cls.name, PRIORS[name] = name, cls
+        return cls
+    return deco
+
+def prior_options(name: str) -> tuple[str, ...]:
+    "The options (constructor arguments) the prior `name` takes."
+    if name not in PRIORS: raise ValueError(f"unknown prior {name!r}; valid: " + ", ".join(map(repr, ("none", *PRIORS))))
+    ps = list(inspect.signature(PRIORS[name].__init__).parameters.values())[1:]
+    return tuple(p.name for p in ps if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+def build_prior(name: str, # "none" or a key of `PRIORS`
+                **options, # the prior's constructor arguments, see `prior_options`
+               ) -> Prior|None: # None for "none"
+    "The prior `name` with its options."
+    if name == "none": return None
+    valid = prior_options(name)
+    bad = [k for k in options if k not in valid]
+    if bad: raise ValueError(f"prior {name!r} has no option {bad[0]!r}; its options: {', '.join(valid) or '(none)'}")
+    prior = PRIORS[name](**options)
+    if not isinstance(getattr(prior, "optimizer", None), torch.optim.Optimizer):
+        raise TypeError(f"prior {name!r} must build its `optimizer` in __init__")
+    return prior
 
 def separation_accuracy(score_real: Tensor, score_fake: Tensor, # (N,), (M,) realness scores
                         threshold: float|None = None, # default: midway between the two means
@@ -231,3 +234,75 @@ def separation_accuracy(score_real: Tensor, score_fake: Tensor, # (N,), (M,) rea
     "Share of poses on the right side of the threshold (real above, fake below), classes weighted equally."
     t = float((score_real.mean() + score_fake.mean()) / 2) if threshold is None else threshold
     return 0.5 * float((score_real > t).float().mean() + (score_fake <= t).float().mean())
+
+# %% ../nbs/05_critic.ipynb #f1bc2e9b
+def _fused(m: nn.Module) -> bool: return all(p.device.type in ("cpu", "cuda") for p in m.parameters())
+
+@register_prior("critic")
+class WGANCritic(Prior):
+    "The authors' KCS critic (`Critic`) with the improved Wasserstein loss (WGAN-GP)."
+    def __init__(self, gp_weight: float = 10.0, # λ of the gradient penalty
+                 gp_mode: str = "per_sample", # "per_sample" or "authors", see `gradient_penalty`
+                 canonical: bool = True, # canonicalise the joints stream (see `canonical_joints`)
+                 rotations: bool = True, # the rotation head (False: the paper's "critic without rotation")
+                 lr: float|None = None): # Adam's learning rate; None: 5e-4 (the authors)
+        super().__init__()
+        if gp_mode not in ("per_sample", "authors"): raise ValueError(f"gp_mode must be 'per_sample' or 'authors', not {gp_mode!r}")
+        self.gp_weight, self.gp_mode = gp_weight, gp_mode
+        self.net = Critic(canonical=canonical, rotations=rotations)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=5e-4 if lr is None else lr, betas=(0.9, 0.999), eps=1e-7,
+                                          fused=_fused(self))
+
+    @property
+    def heads(self) -> tuple[str, ...]: return self.net.heads
+    def extra_repr(self) -> str: return f"gp_weight={self.gp_weight}, gp_mode={self.gp_mode!r}"
+
+    def forward(self, x: CriticInput) -> Tensor: # (B,3) raw scores (B,2 without rotations)
+        return self.net(x.joints, x.betas, x.rotmats)
+
+    def score(self, x: CriticInput) -> Tensor: # (B,) Σ_k f_k
+        return self(x).sum(1)
+
+    def generator_loss(self, fake: CriticInput) -> Tensor:
+        "−Σ_k mean f_k(fake)."
+        return generator_adversarial_loss(self(fake))
+
+    def discriminator_loss(self, real: CriticInput, fake: CriticInput,
+                           generator: torch.Generator|None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        "Σ_k (mean f_k(fake) − mean f_k(real)) + λ GP; stats: the loss, the Wasserstein estimate (total, per head), GP."
+        s_r, s_f = self(real), self(fake)
+        w = wasserstein_estimate(s_r, s_f)
+        gp = gradient_penalty(self.net, real, fake, self.gp_mode, generator=generator) if self.gp_weight else s_r.new_zeros(())
+        loss = -w.sum() + self.gp_weight * gp
+        w = w.detach()
+        return loss, {"loss": loss.detach(), "wasserstein": w.sum(), **{f"w_{h}": w[i] for i, h in enumerate(self.heads)},
+                      "gp": gp.detach()}
+
+@register_prior("hmr")
+class HMRPrior(Prior):
+    "HMR's factorised discriminator (`HMRDiscriminator`) with the least-squares GAN loss."
+    heads = (*(f"joint_{n}" for n in SMPL_JOINT_NAMES[1:]), "all_joints", "shape")
+    def __init__(self, lr: float|None = None): # Adam's learning rate; None: 1e-4 (HMR)
+        super().__init__()
+        self.net = HMRDiscriminator()
+        decay = [p for p in self.parameters() if p.ndim > 1]              # L2 on the weights, not the biases
+        rest = [p for p in self.parameters() if p.ndim <= 1]
+        self.optimizer = torch.optim.Adam([{"params": decay, "weight_decay": 1e-4}, {"params": rest, "weight_decay": 0.0}],
+                                          lr=1e-4 if lr is None else lr, fused=_fused(self))
+
+    def forward(self, x: CriticInput) -> Tensor: # (B,25) raw scores
+        return self.net(x.joints, x.betas, x.rotmats)
+
+    def score(self, x: CriticInput) -> Tensor: # (B,) −Σ_k (D_k − 1)²
+        return -(self(x) - 1).square().sum(1)
+
+    def generator_loss(self, fake: CriticInput) -> Tensor:
+        "mean over poses of Σ_k (D_k(fake) − 1)²."
+        return lsgan_generator_loss(self(fake))
+
+    def discriminator_loss(self, real: CriticInput, fake: CriticInput,
+                           generator: torch.Generator|None = None) -> tuple[Tensor, dict[str, Tensor]]: # generator: unused
+        "LSGAN: real → 1, fake → 0; stats: the loss and the mean scores."
+        s_r, s_f = self(real), self(fake)
+        loss = lsgan_discriminator_loss(s_r, s_f)
+        return loss, {"loss": loss.detach(), "d_real": s_r.mean().detach(), "d_fake": s_f.mean().detach()}

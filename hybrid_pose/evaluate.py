@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .body import LSP_FLIP, BodyModel, resolve_device
-from .losses import keypoint_reprojection_loss, kpr_to_pixels, mesh_reprojection_terms
+from .losses import KPR_WEIGHT, Objective, kpr_to_pixels, mr_per_image
 from .model import THETA_DIM, decode
 from .poses import joint_limit_violation
 from .render import PART_NAMES, body_part_labels, part_segmentation, rasterize, to_screen
@@ -296,20 +296,22 @@ def score_batch(theta: Tensor, # (B,85) predicted Θ (one IEF stage)
     meta = batch["meta"]
     d = decode(theta, body, size=S)
     kp = d.keypoints
-    # keypoints: per-image KPR (the authors' formula on one image), pixels, Euclidean error, PCK
+    # the reprojection terms per image, as the losses define them: KPR ×60 on one image, MR's S_b/(|G_b|+V)
+    ev = Objective(mr_pixel_centers=pixel_centers)
+    t = ev.mr_sums(d.vertices_px, mask)                                  # S_b's two sums, also reported per direction
+    per = ev.terms(kp, d.vertices_px, kp_gt, mask, reduction="none", mr_sums=t)
+    # keypoints: per-image KPR, pixels, Euclidean error, PCK
     on = kp_gt[..., 2] > 0
     n_vis = on.sum(1)
     err = torch.where(on[..., None], kp - kp_gt[..., :2], 0)
-    kpr = torch.where(n_vis > 0, 60 * err.abs().sum((1, 2)) / (2 * n_vis).clamp_min(1), math.nan)
+    kpr = torch.where(n_vis > 0, per["kpr"], math.nan)
     l2 = torch.where(n_vis > 0, torch.linalg.vector_norm(err, dim=-1).sum(1) / n_vis.clamp_min(1) * (S / 2), math.nan)
     hits = {name: pck(kp, kp_gt, a, ref, reduction="joints") for name, a, ref in pck_levels}
     # mesh vs silhouette: S_b = both sums of the MR loss
-    t = mesh_reprojection_terms(d.vertices_px, mask, pixel_centers=pixel_centers)
     V, G = t.num_vertices, t.mask_pixels.to(t.to_mask.dtype)
-    Sb = t.to_mask + t.to_vertices
     has_mask = t.mask_pixels > 0
     nan = lambda x: torch.where(has_mask, x, math.nan)
-    mr, mr_paper = nan(Sb / (G + V)), nan(Sb / (V + 3))
+    mr, mr_paper = nan(per["mr"]), nan(mr_per_image(t, "paper"))
     to_mask_px, to_mesh_px = nan(t.to_mask / V), nan(t.to_vertices / G.clamp_min(1))
     # rendered silhouette and parts in the crop
     labels = body_part_labels(body) if labels is None else labels.to(dev)
@@ -344,7 +346,7 @@ def score_batch(theta: Tensor, # (B,85) predicted Θ (one IEF stage)
         e3d[has3d], pa3d[has3d] = 1000 * mpjpe(pj, gt3d[has3d]), 1000 * pa_mpjpe(pj, gt3d[has3d])
     lim = joint_limit_violation(d.body.rotmats)
     cpu = lambda x: x.detach().cpu()
-    cols = dict(kpr=kpr, kpr_px=kpr_to_pixels(kpr, size=S), kp_l2_px=l2, **{k: h.nanmean(1) for k, h in hits.items()},
+    cols = dict(kpr=kpr, kpr_px=kpr_to_pixels(kpr, ev.kpr_weight, S), kp_l2_px=l2, **{k: h.nanmean(1) for k, h in hits.items()},
                 mr_px=mr, mr_paper_image=mr_paper, mr_to_mask_px=to_mask_px, mr_to_mesh_px=to_mesh_px,
                 fgbg_acc=fg_acc, fgbg_f1=fg_f1, parts_acc=p_acc, mpjpe_mm=e3d, pa_mpjpe_mm=pa3d,
                 violation_deg=lim.total, cam_s=d.cam[:, 0])
@@ -376,11 +378,12 @@ def paper_numbers(keypoints: Tensor, # (N,14,2) predicted keypoints, crop units,
     if not isinstance(paper_batch, int) or paper_batch < 1:
         raise ValueError(f"paper_numbers: paper_batch must be a positive int (the authors used 8); got {paper_batch!r}")
     N = len(keypoints)
+    kpr = Objective(losses="kpr")                                        # the batch KPR, pooled ×60, of each group
     kprs, mrs = [], []
     for a in range(0, N, paper_batch):
         g = slice(a, min(a + paper_batch, N))
         if (gt_keypoints[g, :, 2] > 0).any():
-            kprs.append(float(keypoint_reprojection_loss(keypoints[g].double(), gt_keypoints[g].double())))
+            kprs.append(float(kpr.terms(keypoints[g].double(), None, gt_keypoints[g].double(), None)["kpr"]))
         m = mr_paper[g][~torch.isnan(mr_paper[g])].double()
         if len(m): mrs.append(float(m.sum()) * paper_batch / len(m))
     return dict(KPR_paper=_mean(torch.tensor(kprs)), MR_paper=_mean(torch.tensor(mrs)), paper_groups=-(-N // paper_batch))
@@ -395,7 +398,7 @@ def summarize(rows: list, # per-image dicts from `score_batch`
     out = dict(images=len(rows))
     pn = paper_numbers(arrays["keypoints"], arrays["gt_keypoints"], arrays["mr_paper"], paper_batch)
     out.update(paper_batch=paper_batch, paper_groups=pn["paper_groups"], KPR_paper=pn["KPR_paper"],
-               KPR_paper_px=kpr_to_pixels(pn["KPR_paper"], size=size), MR_paper=pn["MR_paper"])
+               KPR_paper_px=kpr_to_pixels(pn["KPR_paper"], KPR_WEIGHT, size), MR_paper=pn["MR_paper"])
     for k in ("kpr", "kpr_px", "kp_l2_px"): out[k] = _mean(col(k))
     for k in [k[4:] for k in arrays if k.startswith("pck:")]: out[k] = _mean(arrays[f"pck:{k}"])
     for k in ("mr_px", "mr_to_mask_px", "mr_to_mesh_px", "mr_paper_image"): out[k] = _mean(col(k))

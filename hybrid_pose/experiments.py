@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .train import TrainConfig, Trainer, LOSSES, PRIORS
+from .train import TrainConfig, Trainer, LOSSES, PRIORS, PROFILES, resolve_profile, parse_setting
 from .data import PoseDataset, DataError, GET_COMMANDS, denormalize_image, collate_skip_none
 from .render import render_mesh, overlay
 from .model import decode
@@ -19,33 +19,12 @@ from .model import decode
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PROFILES', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'resolve_profile', 'parse_setting',
-           'setting_label', 'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting', 'predict_crops',
-           'mesh_overlays', 'overlay_grid', 'results_row', 'PredictionsModel']
+__all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'setting_label', 'ensure_data', 'experiment_config',
+           'pose_source_for', 'run_setting', 'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row',
+           'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
-PROFILES = {
-    "paper": dict(backbone="resnet50", img_size=224, pretrained="auto", gen_lr=1e-4, num_workers=4),
-    "quick": dict(backbone="resnet18", img_size=128, pretrained="no", gen_lr=1e-3, num_workers=0),
-}
-
-def resolve_profile(profile: str) -> str:
-    "'auto' -> 'paper' with CUDA, 'quick' without; other names are checked."
-    if profile == "auto": return "paper" if torch.cuda.is_available() else "quick"
-    if profile not in PROFILES: raise ValueError(f"profile must be 'auto' or one of {sorted(PROFILES)}; got {profile!r}")
-    return profile
-
-def parse_setting(setting: str) -> dict:
-    "'both+critic-norot' -> TrainConfig fields (losses, prior, critic_rotations)."
-    s = setting.strip()
-    norot = s.endswith("-norot")
-    losses, _, prior = s.removesuffix("-norot").partition("+")
-    prior = prior or "none"
-    if losses not in LOSSES or prior not in PRIORS or (norot and prior != "critic"):
-        raise ValueError(f"setting {setting!r}: expected LOSSES+PRIOR with LOSSES in {LOSSES}, PRIOR in {PRIORS}, "
-                         "and an optional '-norot' after 'critic' (e.g. 'both+critic-norot')")
-    return dict(losses=losses, prior=prior, critic_rotations=not norot)
-
+# The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig.
 SETTING_LABELS = {"kpr": "KPR only", "mr": "MR only", "both": "combined"}
 
 def setting_label(setting: str) -> str:

@@ -4,6 +4,8 @@
 
 # %% ../nbs/03_losses.ipynb #4d604696
 from __future__ import annotations
+import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -11,33 +13,41 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['MR_REDUCTIONS', 'keypoint_reprojection_loss', 'kpr_to_pixels', 'mask_boundary', 'nearest_mask_pixel',
-           'nearest_vertex', 'MRTerms', 'mesh_reprojection_terms', 'mesh_reprojection_loss',
-           'mesh_reprojection_bruteforce']
+__all__ = ['KPR_WEIGHT', 'KPR_REDUCTIONS', 'MR_REDUCTIONS', 'OBJECTIVES', 'TERMS', 'keypoint_reprojection_loss', 'kpr_to_pixels',
+           'mask_boundary', 'nearest_mask_pixel', 'nearest_vertex', 'MRTerms', 'mesh_reprojection_terms',
+           'mr_per_image', 'mesh_reprojection_loss', 'mesh_reprojection_bruteforce', 'Objective']
 
 # %% ../nbs/03_losses.ipynb #d055fba5
+KPR_WEIGHT = 60.0                 # the authors' `kpr_loss_weight`: part of every KPR value in the paper's tables
+KPR_REDUCTIONS = ("mean", "none") # pooled over the batch, or per image
+
 def keypoint_reprojection_loss(
-    pred: Tensor,         # (B,K,2) projected joints, crop units ([-1,1] over the crop)
-    gt: Tensor,           # (B,K,3) annotated joints (u, v, visibility) in crop units; visibility 0 = not supervised
-    weight: float = 60.0, # the authors' `kpr_loss_weight`; part of every KPR value in the paper's tables
-) -> Tensor:              # scalar: weight × mean absolute error per coordinate over the visible joints, crop units
-    "The authors' KPR: `weight` × mean absolute error per coordinate, pooled over all visible joints of the batch."
+    pred: Tensor,               # (B,K,2) projected joints, crop units ([-1,1] over the crop)
+    gt: Tensor,                 # (B,K,3) annotated joints (u, v, visibility) in crop units; visibility 0 = not supervised
+    weight: float = KPR_WEIGHT, # the authors' `kpr_loss_weight` (60)
+    reduction: str = "mean",    # "mean": pooled over the visible joints of the batch; "none": the same per image, (B,)
+) -> Tensor:                    # scalar or (B,): weight × mean absolute error per coordinate over the visible joints, crop units
+    "The authors' KPR: `weight` × mean absolute error per coordinate, pooled over all visible joints of the batch (or of each image)."
     if not isinstance(pred, Tensor) or not isinstance(gt, Tensor):
         raise TypeError(f"keypoint_reprojection_loss: `pred` and `gt` must be torch.Tensors; got "
                         f"{type(pred).__name__} and {type(gt).__name__}")
     if pred.ndim != 3 or pred.shape[-1] != 2 or gt.shape != (*pred.shape[:2], 3):
         raise ValueError(f"keypoint_reprojection_loss: expected `pred` (B,K,2) and `gt` (B,K,3) = (u, v, visibility) "
                          f"with the same B and K; got {tuple(pred.shape)} and {tuple(gt.shape)}")
+    if reduction not in KPR_REDUCTIONS:
+        raise ValueError(f"keypoint_reprojection_loss: reduction must be one of {KPR_REDUCTIONS}; got {reduction!r}")
     vis = gt[..., 2:]                                        # (B,K,1), broadcast over the 2 coordinates
     on = vis != 0
     diff = torch.where(on, pred - gt[..., :2], 0)            # unsupervised joints never reach value or gradient
-    return weight * (torch.where(on, vis, 0) * diff.abs()).sum() / (2 * on.sum()).clamp(min=1)
+    err = torch.where(on, vis, 0) * diff.abs()
+    if reduction == "none": return weight * err.sum((1, 2)) / (2 * on.sum((1, 2))).clamp(min=1)
+    return weight * err.sum() / (2 * on.sum()).clamp(min=1)
 
 def kpr_to_pixels(
-    kpr,                  # a KPR value (number or tensor) from `keypoint_reprojection_loss`
-    weight: float = 60.0, # the weight it was computed with
-    size: float = 224,    # side of the crop in pixels
-):                        # mean absolute error per coordinate, crop pixels
+    kpr,                        # a KPR value (number or tensor) from `keypoint_reprojection_loss`
+    weight: float = KPR_WEIGHT, # the weight it was computed with
+    size: float = 224,          # side of the crop in pixels
+):                              # mean absolute error per coordinate, crop pixels
     "Convert a KPR value to the mean absolute error per coordinate in pixels of the crop: `kpr/weight·size/2`."
     return kpr / weight * (size / 2)
 
@@ -66,10 +76,12 @@ def _check_mr(vertices_px, masks, fn: str) -> Tensor:
         raise ValueError(f"{fn}: `masks` is on {masks.device} but `vertices_px` is on {vertices_px.device}; move one of them")
     return masks if masks.dtype == torch.bool else masks > 0
 
+MR_BACKENDS = ("auto", "scipy", "torch")  # nearest-neighbour search: by device, CPU k-d trees, chunked exact search
+
 def _backend(backend: str, t: Tensor) -> str:
     "Resolve `backend` for a tensor on `t.device`."
     if backend == "auto": return "scipy" if t.device.type == "cpu" else "torch"
-    if backend not in ("scipy", "torch"):
+    if backend not in MR_BACKENDS[1:]:
         raise ValueError(f"backend must be 'auto', 'scipy' (k-d tree, CPU) or 'torch' (chunked, any device); got {backend!r}")
     return backend
 
@@ -223,7 +235,28 @@ def mesh_reprojection_terms(
     counts = nb["bounds"][1:] - nb["bounds"][:-1]
     return MRTerms(torch.stack(to_mask), torch.stack(to_vertices), counts, vertices_px.shape[1])
 
-MR_REDUCTIONS = ("mean", "none", "paper", "sum")
+MR_REDUCTIONS = ("mean", "paper", "sum")  # the batch reductions of the table above (a training objective picks one)
+
+def mr_per_image(
+    t: MRTerms,              # from `mesh_reprojection_terms`
+    reduction: str = "mean", # a `MR_REDUCTIONS` entry
+) -> Tensor:                 # (B,) each image's share: S_b/(|G_b|+V) ("mean"), S_b/(V+3) ("paper"), S_b ("sum")
+    "Each image's MR under `reduction`: the batch value is their mean over the images with a mask (\"mean\") or their sum."
+    if reduction not in MR_REDUCTIONS:
+        raise ValueError(f"mr_per_image: reduction must be one of {MR_REDUCTIONS}; got {reduction!r}")
+    S = t.to_mask + t.to_vertices
+    if reduction == "paper": return S / (t.num_vertices + 3)
+    if reduction == "sum": return S
+    return S / (t.mask_pixels + t.num_vertices)
+
+def _reduce_mr(t: MRTerms, reduction: str, weight: float) -> Tensor:
+    "The batch value (or, for \"none\", the per-image \"mean\" shares) of `t`, times `weight`."
+    S = t.to_mask + t.to_vertices
+    if reduction == "paper": return weight * S.sum() / (t.num_vertices + 3)
+    if reduction == "sum": return weight * S.sum()
+    per_image = mr_per_image(t, "mean")
+    if reduction == "none": return weight * per_image
+    return weight * per_image.sum() / (t.mask_pixels > 0).sum().clamp(min=1)
 
 def mesh_reprojection_loss(
     vertices_px: Tensor,        # (B,V,2) projected vertices, crop pixels
@@ -235,15 +268,9 @@ def mesh_reprojection_loss(
     backend: str = "auto",      # see `mesh_reprojection_terms`
 ) -> Tensor:                    # scalar, or (B,) for reduction="none"; px (px² when squared)
     "The authors' mesh reprojection loss (projected vertices vs silhouette pixels, both directions), reduced."
-    if reduction not in MR_REDUCTIONS:
-        raise ValueError(f"mesh_reprojection_loss: reduction must be one of {MR_REDUCTIONS}; got {reduction!r}")
-    t = mesh_reprojection_terms(vertices_px, masks, squared, pixel_centers, backend)
-    S = t.to_mask + t.to_vertices
-    if reduction == "paper": return weight * S.sum() / (t.num_vertices + 3)
-    if reduction == "sum": return weight * S.sum()
-    per_image = S / (t.mask_pixels + t.num_vertices)
-    if reduction == "none": return weight * per_image
-    return weight * per_image.sum() / (t.mask_pixels > 0).sum().clamp(min=1)
+    if reduction not in (*MR_REDUCTIONS, "none"):
+        raise ValueError(f"mesh_reprojection_loss: reduction must be one of {(*MR_REDUCTIONS, 'none')}; got {reduction!r}")
+    return _reduce_mr(mesh_reprojection_terms(vertices_px, masks, squared, pixel_centers, backend), reduction, weight)
 
 # %% ../nbs/03_losses.ipynb #c115db9d
 def mesh_reprojection_bruteforce(
@@ -270,3 +297,101 @@ def mesh_reprojection_bruteforce(
             to_vertices = diff.gather(1, i[:, None, None].expand(-1, 1, 2))[:, 0].abs().sum(-1)
         out.append(to_mask.sum() + to_vertices.sum())
     return torch.stack(out)
+
+# %% ../nbs/03_losses.ipynb #b2a3367c
+OBJECTIVES = {"kpr": ("kpr",), "mr": ("mr",), "both": ("kpr", "mr")}  # `losses` setting -> the terms it trains on
+TERMS = ("kpr", "mr")                                                  # every reprojection term, in logging order
+
+def _check_weight(name: str, w, default: float):
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+        raise ValueError(f"Objective.{name} must be a finite number >= 0 (default {default}); got {w!r}")
+
+@dataclass(frozen=True)
+class Objective:
+    "The reprojection part of the generator's loss: which terms, their weights, and the MR options."
+    losses: str = "both"            # a key of `OBJECTIVES`: "kpr", "mr" or "both"
+    kpr_weight: float = KPR_WEIGHT  # w_kpr, the authors' 60
+    mr_weight: float = 1.0          # w_mr (the tables' effective weight is 1; the authors' config: 0.001 with "paper")
+    mr_reduction: str = "mean"      # a `MR_REDUCTIONS` entry: "mean" (px per point, per image), "paper" or "sum"
+    mr_squared: bool = False        # squared distances both ways (Eq. (1)) instead of the code's L2 + L1
+    mr_pixel_centers: bool = True   # see `mesh_reprojection_terms`
+    mr_backend: str = "auto"        # a `MR_BACKENDS` entry, see `mesh_reprojection_terms`
+
+    def __post_init__(self):
+        for name, allowed in (("losses", tuple(OBJECTIVES)), ("mr_reduction", MR_REDUCTIONS), ("mr_backend", MR_BACKENDS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Objective.{name} must be one of {allowed}; got {getattr(self, name)!r}")
+        _check_weight("kpr_weight", self.kpr_weight, KPR_WEIGHT); _check_weight("mr_weight", self.mr_weight, 1.0)
+        for name in ("mr_squared", "mr_pixel_centers"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"Objective.{name} must be True or False; got {getattr(self, name)!r}")
+
+    @property
+    def names(self) -> tuple: # the terms the objective trains on, e.g. ("kpr", "mr")
+        return OBJECTIVES[self.losses]
+
+    def in_objective(self, name: str) -> bool:
+        "Whether the term `name` (\"kpr\" or \"mr\") is part of the loss."
+        return name in self.names
+
+    def mr_sums(self, vertices_px: Tensor, # (B,V,2) crop pixels
+                masks: Tensor, # (B,H,W) silhouettes
+               ) -> MRTerms: # both sums per image, with this objective's distance and pixel conventions
+        "The MR sums (`mesh_reprojection_terms`) as this objective measures them."
+        return mesh_reprojection_terms(vertices_px, masks, self.mr_squared, self.mr_pixel_centers, self.mr_backend)
+
+    def _term(self, name, keypoints, vertices_px, gt_keypoints, masks, reduction, mr_sums):
+        if name == "kpr":
+            if keypoints is None or gt_keypoints is None:
+                raise ValueError("Objective.terms: the 'kpr' term needs `keypoints` (B,14,2) and `gt_keypoints` (B,14,3); got None")
+            return keypoint_reprojection_loss(keypoints, gt_keypoints, self.kpr_weight, reduction)
+        if mr_sums is None:
+            if vertices_px is None or masks is None:
+                raise ValueError("Objective.terms: the 'mr' term needs `vertices_px` (B,V,2) and `masks` (B,H,W); got None")
+            mr_sums = self.mr_sums(vertices_px, masks)
+        if reduction == "none": return self.mr_weight * mr_per_image(mr_sums, self.mr_reduction)
+        return _reduce_mr(mr_sums, self.mr_reduction, self.mr_weight)
+
+    def terms(self,
+              keypoints: Tensor|None, # (B,14,2) projected joints, crop units (None: only if KPR is not needed)
+              vertices_px: Tensor|None, # (B,V,2) projected vertices, crop pixels (None: only if MR is not needed)
+              gt_keypoints: Tensor|None, # (B,14,3) annotated joints (u, v, visibility), crop units
+              masks: Tensor|None, # (B,H,W) silhouettes (> 0 is the person)
+              reduction: str = "mean", # "mean": the batch's loss terms (scalars); "none": per image, (B,)
+              log_all: bool = False, # also the terms not in the objective, computed without gradient (for the logs)
+              mr_sums: MRTerms|None = None, # `mr_sums(vertices_px, masks)` if already computed (evaluation reports them too)
+             ) -> dict: # name -> weighted term ("kpr", "mr"): those of the objective, with log_all every one
+        "The weighted reprojection terms: the objective's with gradient, the others (with `log_all`) without."
+        if reduction not in KPR_REDUCTIONS:
+            raise ValueError(f"Objective.terms: reduction must be one of {KPR_REDUCTIONS}; got {reduction!r}")
+        out = {}
+        for name in TERMS:
+            args = (name, keypoints, vertices_px, gt_keypoints, masks, reduction, mr_sums)
+            if self.in_objective(name): out[name] = self._term(*args)
+            elif log_all:
+                with torch.no_grad(): out[name] = self._term(*args)
+        return out
+
+    def terms_for(self,
+                  decoded, # anything with `.keypoints` (B,14,2) and `.vertices_px` (B,V,2), e.g. `model.Decoded`
+                  batch: dict, # with "keypoints" (B,14,3) and "mask" (B,H,W), as `data.PoseDataset` yields
+                  reduction: str = "mean", # see `terms`
+                  log_all: bool = False, # see `terms`
+                 ) -> dict: # see `terms`
+        "`terms` for a decoded prediction and its batch (the batch's tensors are moved to the prediction's device)."
+        missing = [k for k in ("keypoints", "mask") if k not in batch]
+        if missing: raise ValueError(f"Objective.terms_for: the batch lacks {missing}; expected keypoints (B,14,3) and mask (B,H,W)")
+        dev = decoded.keypoints.device
+        return self.terms(decoded.keypoints, decoded.vertices_px, batch["keypoints"].to(dev), batch["mask"].to(dev),
+                          reduction, log_all)
+
+    def total(self, terms: dict, # from `terms`: name -> weighted term
+             ) -> Tensor: # the sum of the objective's terms (terms only logged are left out)
+        "The objective's loss: the sum of its weighted terms."
+        missing = [n for n in self.names if n not in terms]
+        if missing:
+            raise ValueError(f"Objective.total: terms {missing} of losses={self.losses!r} are missing; got {sorted(terms)} "
+                             "(pass what `Objective.terms` returned)")
+        loss = terms[self.names[0]]
+        for n in self.names[1:]: loss = loss + terms[n]
+        return loss

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'THETA_DIM', 'CAM', 'POSE', 'BETAS', 'BACKBONES', 'Theta', 'split_theta', 'mean_theta', 'build_encoder',
-           'IterativeRegressor', 'read_checkpoint', 'HybridPoseNet', 'Decoded', 'decode']
+           'IterativeRegressor', 'HybridPoseNet', 'Decoded', 'decode']
 
 # %% ../nbs/08_model.ipynb #46fafef5
 THETA_DIM = 85                 # camera 3 + root 3 + body 69 + shape 10
@@ -145,29 +145,6 @@ class IterativeRegressor(nn.Module):
             out.append(theta)
         return out
 
-# %% ../nbs/08_model.ipynb #fce15e93
-def read_checkpoint(path, # a checkpoint file, or a run folder holding checkpoint.pt
-                    map_location="cpu",
-                    require=("model_config", "model"), # keys the checkpoint must hold
-                   ) -> dict:
-    "A checkpoint loaded safely (`weights_only=True`), or a clear `FileNotFoundError`/`ValueError`."
-    p = Path(path)
-    if p.is_dir() and (p / "checkpoint.pt").is_file(): p = p / "checkpoint.pt"
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} does not exist; pass the checkpoint.pt that training writes into its "
-                                "out_dir (e.g. runs/<name>/checkpoint.pt)")
-    try: ck = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as e:
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ValueError(f"checkpoint {p} is not a readable checkpoint: torch.load(weights_only=True) failed ({msg}); "
-                         "expected a checkpoint written by hybrid_pose.train (tensors, dicts, numbers, strings). It may "
-                         "be truncated; files from other sources must be re-saved with plain tensors, they are never unpickled") from None
-    if not isinstance(ck, dict) or any(k not in ck for k in require):
-        held = sorted(map(str, ck))[:8] if isinstance(ck, dict) else type(ck).__name__
-        raise ValueError(f"checkpoint {p} holds {held}; expected a dict with " + " and ".join(f"`{k}`" for k in require) +
-                         " (written by hybrid_pose.train). A bare state_dict cannot be rebuilt without its model_config")
-    return ck
-
 # %% ../nbs/08_model.ipynb #7e4e4fa4
 class HybridPoseNet(nn.Module):
     "Image crop -> Θ after each IEF iteration: a ResNet encoder and the iterative regressor."
@@ -187,21 +164,6 @@ class HybridPoseNet(nn.Module):
                ) -> list[Tensor]: # n_iter tensors (B,85); the last is the prediction
         return self.regressor(self.encoder(images))
 
-    @classmethod
-    def from_checkpoint(cls, ckpt, # a checkpoint path (or run folder), or the dict it holds (needs `model_config` and `model`)
-                        map_location="cpu") -> HybridPoseNet:
-        "Rebuild the network saved by the trainer (Θ₀ included), without downloading any weights."
-        ckpt = read_checkpoint(ckpt, map_location) if not isinstance(ckpt, dict) else ckpt
-        if "model_config" not in ckpt or "model" not in ckpt:
-            raise ValueError(f"HybridPoseNet.from_checkpoint: the checkpoint holds {sorted(ckpt)}; expected "
-                             "`model_config` and `model` (a checkpoint written by hybrid_pose.train)")
-        cfg = dict(ckpt["model_config"])
-        net = cls(cfg.pop("backbone"), pretrained=False, n_iter=cfg["n_iter"], dropout=cfg["dropout"],
-                  dropout_stages=cfg["dropout_stages"])
-        net.config["mean_params"] = cfg.get("mean_params")
-        net.load_state_dict(ckpt["model"])
-        net.weights = ckpt.get("weights", "checkpoint")
-        return net
 
 # %% ../nbs/08_model.ipynb #c10bf28f
 class Decoded(NamedTuple):

@@ -4,29 +4,31 @@
 
 # %% ../nbs/11_predict.ipynb #94c72c16
 from __future__ import annotations
-import argparse, io, json, os, sys, warnings
+import io, json, os, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch import Tensor
 
 from . import __version__
 from .body import BodyModel, LSP_JOINT_NAMES, load_body_model, resolve_device
 from .camera import crop_pixels_to_image, crop_to_pixels
 from .data import CROP_SIZE, crop_image, normalize_image
-from .model import HybridPoseNet, decode, read_checkpoint
+from .model import HybridPoseNet, decode
+from .checkpoint import Checkpoint, CheckpointError, save_network
 from .render import overlay as blend, rasterize, shade
-from .synthetic import add_arguments as synthetic_arguments
 from .viz import atomic_write
 
 # %% auto #0
-__all__ = ['IMAGE_HELP', 'BBOX_SCALE', 'UNTRAINED_WARNING', 'EXIT_USAGE', 'PredictError', 'load_image', 'crop_from_bbox',
-           'untrained_network', 'load_checkpoint', 'network_from_checkpoint', 'Prediction', 'render_overlay',
-           'Predictor', 'predict', 'predict_many', 'mesh_in_frame', 'save_obj', 'save_ply', 'read_obj', 'read_ply',
-           'save_params_json', 'save_overlay', 'build_parser', 'main']
+__all__ = ['IMAGE_HELP', 'IMAGE_SUFFIXES', 'BBOX_SCALE', 'MAX_BBOX_COORD', 'MAX_CROP_RATIO', 'UNTRAINED_WARNING',
+           'UNTRAINED_NOTE', 'FOOTNOTE_COLORS', 'PredictError', 'load_image', 'image_files', 'check_out_dir',
+           'check_batch_size', 'check_bbox', 'crop_from_bbox', 'untrained_network', 'load_checkpoint',
+           'network_from_checkpoint', 'training_summary', 'Prediction', 'render_overlay', 'Predictor', 'predict',
+           'predict_many', 'predict_files', 'mesh_in_frame', 'save_obj', 'save_ply', 'read_obj', 'read_ply',
+           'add_footnote', 'save_params_json', 'save_overlay', 'predict_command']
 
 # %% ../nbs/11_predict.ipynb #60a43ef7
 class PredictError(ValueError):
@@ -40,6 +42,20 @@ def _first_line(e: BaseException, n: int = 200) -> str:
 # %% ../nbs/11_predict.ipynb #c7e6539e
 IMAGE_HELP = "an RGB image: a file path (JPEG/PNG), a PIL image, or a (H,W,3) uint8 numpy array or tensor"
 
+def _rgb8(im: Image.Image, # any PIL mode
+          bits: int|None = None, # bit depth of a mode-"I" image (16 for a PNG); default: 32 (the dtype's range)
+         ) -> np.ndarray: # (H,W,3) uint8
+    "A PIL image as 8-bit RGB, integer images above 8 bits scaled by their bit depth (not by their maximum)."
+    if im.mode.startswith("I;16") or im.mode == "I":
+        a = np.asarray(im).astype(np.float64)
+        top = 65535 if im.mode.startswith("I;16") or bits == 16 else 2**31 - 1
+        a = (np.clip(a, 0, top) * (255 / top)).round().astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(a[..., None], 3, -1))
+    if im.mode == "F":
+        raise PredictError("a 32-bit float image (PIL mode 'F') has no agreed value range (0-1 or 0-255); save it as "
+                           "an 8- or 16-bit PNG")
+    return np.asarray(im.convert("RGB")).copy()
+
 def load_image(image, # a path, a PIL image, or a (H,W,3) uint8 numpy array / tensor ((H,W) grey, (H,W,4) RGBA, (3,H,W) tensor too)
               ) -> np.ndarray: # (H,W,3) uint8 RGB
     "Any supported image as an (H,W,3) uint8 RGB array."
@@ -51,12 +67,13 @@ def load_image(image, # a path, a PIL image, or a (H,W,3) uint8 numpy array / te
         try:
             with Image.open(p) as im:
                 im.load()
-                image = ImageOps.exif_transpose(im).convert("RGB")
+                bits = 16 if im.mode == "I" and im.format == "PNG" else None   # a PNG holds at most 16 bits per sample
+                image = _rgb8(ImageOps.exif_transpose(im), bits)
+        except PredictError as e: raise PredictError(f"image file {p}: {e}") from None
         except Exception as e:
             raise PredictError(f"image file {p} cannot be decoded ({_first_line(e)}); expected a complete JPEG or "
                                "PNG image — re-export or re-download it") from None
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB")).copy()
+    if isinstance(image, Image.Image): return _rgb8(image)
     if isinstance(image, Tensor):
         image = image.detach().cpu()
         if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3, 4):
@@ -65,9 +82,10 @@ def load_image(image, # a path, a PIL image, or a (H,W,3) uint8 numpy array / te
     if not isinstance(image, np.ndarray):
         raise PredictError(f"cannot read an image from a {type(image).__name__}; expected {IMAGE_HELP}")
     a = image
+    if a.dtype == np.uint16: a = (a.astype(np.float32) / 257).round().astype(np.uint8)   # 16 bits: 65535 -> 255
     if a.dtype != np.uint8:
-        raise PredictError(f"image array has dtype {a.dtype}; expected uint8 (0-255). If it holds floats in [0,1], "
-                           "pass (img * 255).round().astype(np.uint8)")
+        raise PredictError(f"image array has dtype {a.dtype}; expected uint8 (0-255) or uint16 (0-65535). If it holds "
+                           "floats in [0,1], pass (img * 255).round().astype(np.uint8)")
     if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
     if a.ndim == 2: a = np.repeat(a[..., None], 3, -1)
     if a.ndim == 3 and a.shape[-1] == 4: a = a[..., :3]
@@ -75,8 +93,86 @@ def load_image(image, # a path, a PIL image, or a (H,W,3) uint8 numpy array / te
         raise PredictError(f"image array has shape {a.shape}; expected (H,W,3) RGB (or (H,W) grey, (H,W,4) RGBA)")
     return np.ascontiguousarray(a)
 
+# %% ../nbs/11_predict.ipynb #8b621406
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what a folder is searched for (any case)
+
+def image_files(paths, # image files and/or folders of images (a single path too)
+                out=None, # the output folder, named in the duplicate-name message
+               ) -> list: # list[Path]: the files, folders expanded (sorted by name)
+    "The image files to predict: folders expanded (not recursively), missing paths, empty folders and clashing names refused."
+    if isinstance(paths, (str, os.PathLike)): paths = [paths]
+    files, missing = [], []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir()
+                           if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".") and q.is_file())
+            if not found:
+                raise PredictError(f"folder {p} holds no images ({' '.join(IMAGE_SUFFIXES)}; subfolders are not searched); "
+                                   "pass a folder of images or the image files themselves")
+            files += found
+        elif p.is_file(): files.append(p)
+        else: missing.append(str(p))
+    if missing:
+        raise PredictError(f"image file{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                           f"do{'' if len(missing) > 1 else 'es'} not exist; pass paths of JPEG or PNG images (or folders of them)")
+    if not files: raise PredictError("no images given; pass image files or folders of images")
+    stems = {}
+    for f in files: stems.setdefault(f.stem, []).append(str(f))
+    dup = {s: fs for s, fs in stems.items() if len(fs) > 1}
+    if dup:
+        which = "; ".join(f"{s}: {', '.join(fs[:3])}{' …' if len(fs) > 3 else ''}" for s, fs in sorted(dup.items()))
+        raise PredictError(f"several images are named {', '.join(sorted(dup))} ({which}): their outputs"
+                           f"{f' in {out}' if out is not None else ''} would overwrite each other; predict them in "
+                           "separate runs or with different --out (or rename them)")
+    return files
+
+def check_out_dir(out, # the output folder: an existing folder, or a path where one can be created
+                 ) -> Path:
+    "The output folder as a Path; a `PredictError` if it names an existing file."
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise PredictError(f"output folder {p} is an existing file, not a folder; choose a writable folder with --out "
+                           "(out_dir=): an existing folder, or a new path (it is created)")
+    return p
+
+def check_batch_size(n, # images through the network at once
+                    ) -> int:
+    "`n` if it is a whole number >= 1, else a `PredictError`."
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise PredictError(f"batch size (--batch-size / batch_size=) must be a whole number >= 1; got {n!r}; "
+                           "8 suits a CPU, 32-64 a GPU")
+    return int(n)
+
 # %% ../nbs/11_predict.ipynb #7c7c276d
 BBOX_SCALE = 1.5  # crop side / longer side of the person's box: the training framing (HMR's 224/150); SPIN uses 1.2
+MAX_BBOX_COORD = 1e6  # |box coordinate| limit, pixels
+MAX_CROP_RATIO = 100  # crop side limit, × the image's longer side
+
+def check_bbox(bbox, # (x0, y0, x1, y1) person box in image pixels
+               scale: float = BBOX_SCALE, # crop side = scale · max(box width, box height)
+              ) -> np.ndarray: # (4,) float64
+    "The box's form, without the image: 4 finite numbers within ±MAX_BBOX_COORD, top-left first, and a positive scale."
+    try: b = np.asarray(bbox, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError): b = np.array([])
+    if b.shape != (4,) or not np.isfinite(b).all():
+        raise PredictError(f"bbox must be 4 finite numbers x0 y0 x1 y1 (image pixels, x right, y down); got {bbox!r}")
+    x0, y0, x1, y1 = b
+    if np.abs(b).max() > MAX_BBOX_COORD:
+        raise PredictError(f"bbox x0 y0 x1 y1 = {x0:g} {y0:g} {x1:g} {y1:g} has coordinates beyond ±{MAX_BBOX_COORD:g} px; "
+                           "boxes are in pixels of the image as given")
+    if x1 <= x0 or y1 <= y0:
+        raise PredictError(f"bbox x0 y0 x1 y1 = {x0:g} {y0:g} {x1:g} {y1:g} is empty or reversed; give the top-left "
+                           "corner first, then the bottom-right (x1 > x0, y1 > y0)")
+    try: ok = bool(np.isfinite(scale) and scale > 0)
+    except TypeError: ok = False
+    if not ok: raise PredictError(f"bbox scale must be a positive number; got {scale!r} (the default is {BBOX_SCALE})")
+    return b
+
+def _check_crop_side(side: float, H: int, W: int, what: str):
+    if not (1 <= side <= MAX_CROP_RATIO * max(H, W)):
+        raise PredictError(f"{what} makes a crop of {side:g} px in the {W}×{H} image (width × height); a crop must be "
+                           f"1 to {MAX_CROP_RATIO}× the image's longer side ({MAX_CROP_RATIO * max(H, W):g} px): give a box "
+                           "around the person in this image's pixels")
 
 def crop_from_bbox(bbox, # (x0, y0, x1, y1) person box in image pixels (x right, y down), or None: the whole image
                    image_hw, # (H, W) of the image
@@ -85,20 +181,13 @@ def crop_from_bbox(bbox, # (x0, y0, x1, y1) person box in image pixels (x right,
     "The square crop around a person box (side `scale`·longer side), or around the whole image when `bbox` is None."
     H, W = (int(v) for v in image_hw)
     if bbox is None: return np.array([W / 2, H / 2]), float(max(H, W))
-    try: b = np.asarray(bbox, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError): b = np.array([])
-    if b.shape != (4,) or not np.isfinite(b).all():
-        raise PredictError(f"bbox must be 4 finite numbers x0 y0 x1 y1 (image pixels, x right, y down); got {bbox!r}")
-    x0, y0, x1, y1 = b
-    if x1 <= x0 or y1 <= y0:
-        raise PredictError(f"bbox x0 y0 x1 y1 = {x0:g} {y0:g} {x1:g} {y1:g} is empty or reversed; give the top-left "
-                           "corner first, then the bottom-right (x1 > x0, y1 > y0)")
+    x0, y0, x1, y1 = check_bbox(bbox, scale)
     if x1 <= 0 or y1 <= 0 or x0 >= W or y0 >= H:
         raise PredictError(f"bbox x0 y0 x1 y1 = {x0:g} {y0:g} {x1:g} {y1:g} lies outside the {W}×{H} image "
                            "(width × height); boxes are in pixels of the image as given")
-    if not (np.isfinite(scale) and scale > 0):
-        raise PredictError(f"bbox scale must be a positive number; got {scale!r} (the default is {BBOX_SCALE})")
-    return np.array([(x0 + x1) / 2, (y0 + y1) / 2]), float(scale * max(x1 - x0, y1 - y0))
+    side = float(scale * max(x1 - x0, y1 - y0))
+    _check_crop_side(side, H, W, f"bbox x0 y0 x1 y1 = {x0:g} {y0:g} {x1:g} {y1:g} with scale {scale:g}")
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2]), side
 
 # %% ../nbs/11_predict.ipynb #3ef40ebf
 UNTRAINED_WARNING = ("hybrid_pose.predict: no checkpoint given, so an untrained network predicts the mean body Θ₀ for "
@@ -116,20 +205,16 @@ def untrained_network(backbone: str = "resnet18", # encoder; ResNet-18 keeps thi
     net.weights = f"untrained ({backbone}, random encoder, predicts Θ₀)"
     return net
 
-def load_checkpoint(path, # a checkpoint file written by hybrid_pose.train, or the run folder holding checkpoint.pt
-                   ) -> dict: # with at least `model_config` and `model`
-    "Read a training checkpoint safely (`model.read_checkpoint`), or raise a `PredictError` that says what is wrong."
-    try: return read_checkpoint(path)
-    except (FileNotFoundError, ValueError) as e: raise PredictError(str(e)) from None
+def load_checkpoint(path, # a run folder, its checkpoint.pt, or a weights.pt from `hybrid-pose export`
+                   ) -> Checkpoint:
+    "Read a checkpoint safely and verified (`checkpoint.Checkpoint`), or raise a `PredictError` that says what is wrong."
+    try: return Checkpoint.load(path)
+    except (FileNotFoundError, CheckpointError) as e: raise PredictError(str(e)) from None
 
-def network_from_checkpoint(ck: dict, # from `load_checkpoint`
-                            source="checkpoint", # its file, for messages
-                           ) -> HybridPoseNet:
-    "`HybridPoseNet.from_checkpoint`, with a `PredictError` when the weights do not fit the saved configuration."
-    try: return HybridPoseNet.from_checkpoint(ck)
-    except (RuntimeError, KeyError, ValueError, TypeError) as e:
-        raise PredictError(f"checkpoint {source}: its weights do not fit its model_config ({_first_line(e, 160)}); "
-                           "the file is damaged or was written by an incompatible version of hybrid_pose") from None
+def network_from_checkpoint(ck: Checkpoint) -> HybridPoseNet:
+    "`Checkpoint.network`, with its error as a `PredictError`."
+    try: return ck.network()
+    except CheckpointError as e: raise PredictError(str(e)) from None
 
 def _device(device) -> torch.device:
     try: d = resolve_device(device)
@@ -139,19 +224,24 @@ def _device(device) -> torch.device:
         raise PredictError(f"device {device!r}: CUDA is not available on this machine; use 'cpu' or 'auto'")
     return d
 
-def _body(body_model, ck: dict, data_root, device) -> BodyModel:
-    "The body model asked for, else the one the checkpoint was trained with (`ck['body']['name']`, `config['body_model']`)."
-    if isinstance(body_model, BodyModel): return body_model.to(device)
-    trained, cfg = bool(ck), dict(ck.get("config") or {})
-    used = (ck.get("body") or {}).get("name") if isinstance(ck.get("body"), dict) else None   # what training resolved
-    name = body_model or used or cfg.get("body_model")
-    if name is None:
-        name = "auto" if trained else "open"
-        if trained:
-            warnings.warn("hybrid_pose.predict: the checkpoint does not record its body model (config['body_model']); "
-                          "using 'auto' (SMPL if installed, else the open model). Pass body_model= if it was trained with "
-                          "another one: β only means something in its own model's shape space", UserWarning, stacklevel=3)
-    return load_body_model(str(name), data_root=data_root or cfg.get("data_root"), device=device)
+def _body(body_model, ck: Checkpoint|None, data_root, device) -> BodyModel:
+    "The body model asked for, else the one the checkpoint was trained with (the open model without a checkpoint)."
+    if ck is None:
+        return body_model.to(device) if isinstance(body_model, BodyModel) else \
+               load_body_model(str(body_model or "open"), data_root=data_root, device=device)
+    return ck.body_model(body_model, data_root, device)
+
+# %% ../nbs/11_predict.ipynb #c8e811ab
+UNTRAINED_NOTE = "untrained: mean pose Θ₀ (no checkpoint)"
+
+def training_summary(ck: Checkpoint|None, # the checkpoint; None: no checkpoint
+                     drawn_with: str|None = None, # the body model the prediction decodes with, if known
+                    ) -> str: # e.g. "trained: 2,000 steps, both+critic on synthetic (open body model)"
+    "One line saying what made a prediction: `Checkpoint.trained_on`, and the body model when it is not the trained one."
+    if ck is None: return UNTRAINED_NOTE
+    s = ck.trained_on
+    if drawn_with and str(drawn_with) != ck.body_name: s += f", drawn with the {drawn_with} body model"
+    return s
 
 # %% ../nbs/11_predict.ipynb #e55fb857
 @dataclass
@@ -176,6 +266,7 @@ class Prediction:
     weights: str = ""               # the model's weights tag
     body_model: str = ""            # the body model's name
     crop_size: int = CROP_SIZE      # side of the network's input crop, pixels
+    trained_on: str = ""            # what made it (`training_summary`): footnoted on the overlay PNG, in the JSON
 
     @property
     def trained(self) -> bool: return self.checkpoint is not None
@@ -185,7 +276,8 @@ class Prediction:
              mesh_format: str = "obj", # "obj" or "ply" (binary little-endian)
              frame: str = "y-up", # "y-up" (upright in mesh viewers: rotated π about x) or "camera" (as `vertices`)
             ) -> dict: # kind -> path written
-        "Write the overlay, the mesh and the parameters (each file atomically)."
+        "Write the overlay (with its footnote), the mesh and the parameters (each file atomically)."
+        check_out_dir(out_dir)
         if mesh_format not in ("obj", "ply"): raise PredictError(f"mesh format must be 'obj' or 'ply'; got {mesh_format!r}")
         out, stem = Path(out_dir), stem or (Path(self.source).stem if self.source else "prediction")
         paths = dict(overlay=out / f"{stem}_overlay.png", mesh=out / f"{stem}.{mesh_format}", params=out / f"{stem}.json")
@@ -227,14 +319,15 @@ class Predictor:
         self.device = _device(device)
         if checkpoint is None:
             warnings.warn(UNTRAINED_WARNING, UserWarning, stacklevel=2)
-            net, ck, self.checkpoint = untrained_network(), {}, None
+            net, ck, self.checkpoint = untrained_network(), None, None
         else:
             ck = load_checkpoint(checkpoint)
-            net, self.checkpoint = network_from_checkpoint(ck, checkpoint), str(checkpoint)
-        self.config = cfg = dict(ck.get("config") or {})
+            net, self.checkpoint = network_from_checkpoint(ck), str(ck.path)
+        self.config = ck.config if ck is not None else {}
         self.net = net.to(self.device).eval()
         self.body = _body(body_model, ck, data_root, self.device)
-        self.size = int(size or cfg.get("img_size") or CROP_SIZE)
+        self.size = int(size or (ck.image_size if ck is not None else CROP_SIZE))
+        self.trained_on = training_summary(ck, self.body.name)      # UNTRAINED_NOTE without a checkpoint
 
     def __repr__(self):
         return (f"Predictor({self.net.config['backbone']}, weights={self.net.weights!r}, checkpoint={self.checkpoint!r}, "
@@ -247,9 +340,10 @@ class Predictor:
                  bbox_scale: float = BBOX_SCALE, # crop side / longer side of the person box
                  overlay: bool = True, # render the mesh over each image
                  alpha: float = 0.8, # opacity of the mesh in the overlay
-                 batch_size: int = 16, # images through the network at once
+                 batch_size: int = 16, # images through the network at once (>= 1)
                 ) -> list: # one `Prediction` per image
         "Predict the body in each image."
+        batch_size = check_batch_size(batch_size)
         images = list(images)
         n = len(images)
         bboxes, crops = [None] * n if bboxes is None else list(bboxes), [None] * n if crops is None else list(crops)
@@ -269,9 +363,11 @@ class Predictor:
         for a, bb, cr in zip(arrays, bboxes, crops):
             if cr is not None:
                 cr = np.asarray(cr, dtype=np.float64).reshape(-1)
-                if cr.shape != (3,) or not np.isfinite(cr).all() or cr[2] <= 0:
-                    raise PredictError(f"crop must be (cx, cy, side) with side > 0, image pixels; got {cr.tolist()}")
+                if cr.shape != (3,) or not np.isfinite(cr).all() or cr[2] <= 0 or np.abs(cr[:2]).max() > MAX_BBOX_COORD:
+                    raise PredictError(f"crop must be (cx, cy, side) with side > 0 and the centre within ±{MAX_BBOX_COORD:g}, "
+                                       f"image pixels; got {cr.tolist()}")
                 c, b = cr[:2], float(cr[2])
+                _check_crop_side(b, *a.shape[:2], f"crop (cx, cy, side) = {cr.tolist()}")
             else: c, b = crop_from_bbox(bb, a.shape[:2], bbox_scale)
             centers.append(c); boxes.append(b)
         x = torch.stack([crop_image(a, c, b, size=S) for a, c, b in zip(arrays, centers, boxes)])
@@ -293,7 +389,7 @@ class Predictor:
                                   joints2d=np_(j2d[i]), vertices2d=np_(v2d[i]), center=np.asarray(centers[i], np.float64),
                                   box_size=float(boxes[i]), image_size=tuple(a.shape[:2]), overlay=ov, bbox=bb,
                                   source=sources[i], checkpoint=self.checkpoint, weights=str(self.net.weights),
-                                  body_model=self.body.name, crop_size=S))
+                                  body_model=self.body.name, crop_size=S, trained_on=self.trained_on))
         return out
 
 def predict(image, # a path, a PIL image, or a (H,W,3) uint8 array / tensor
@@ -315,8 +411,40 @@ def predict_many(images: list, # images, each anything `load_image` reads
                  bbox_scale: float = BBOX_SCALE, overlay: bool = True, batch_size: int = 16,
                 ) -> list: # one `Prediction` per image
     "Predict the body in each of `images`, batched (see `Predictor`)."
+    check_batch_size(batch_size)                                   # before the model is loaded
     return Predictor(checkpoint, device, body_model, size)(images, bboxes, bbox_scale=bbox_scale, overlay=overlay,
                                                            batch_size=batch_size)
+
+def predict_files(predictor: Predictor, # the network and body model, loaded once
+                  paths: list, # image files (see `image_files`: folders expanded, names unique)
+                  out, # output folder (created)
+                  bbox=None, # one (x0, y0, x1, y1) box for every image, or None: the whole image
+                  bbox_scale: float = BBOX_SCALE, # crop side / longer side of the box
+                  mesh_format: str = "obj", # "obj" or "ply"
+                  frame: str = "y-up", # mesh frame in the file: "y-up" or "camera"
+                  batch_size: int = 8, # images through the network at once
+                 ): # yields (path, {kind: file written}) or (path, PredictError) per image
+    "Predict each image file and write its results into `out`, batch by batch; an image that cannot be read or whose box misses it is yielded with its error, the rest go on."
+    batch_size, out = check_batch_size(batch_size), check_out_dir(out)
+    if bbox is not None: check_bbox(bbox, bbox_scale)
+    paths = [Path(p) for p in paths]
+    for s in range(0, len(paths), batch_size):
+        chunk, imgs = [], []
+        for p in paths[s:s + batch_size]:
+            try:
+                im = load_image(p)
+                if bbox is not None: crop_from_bbox(bbox, im.shape[:2], bbox_scale)
+            except PredictError as e:
+                yield p, (e if str(p) in str(e) else PredictError(f"image file {p}: {e}")); continue
+            imgs.append(im); chunk.append(p)
+        if not chunk: continue
+        for p, r in zip(chunk, predictor(imgs, [bbox] * len(imgs), bbox_scale=bbox_scale, batch_size=batch_size)):
+            r.source = str(p)
+            try: written = r.save(out, p.stem, mesh_format, frame)
+            except OSError as e:
+                raise PredictError(f"cannot write the results of {p} into {out} ({_first_line(e)}); "
+                                   "choose a writable folder with --out") from None
+            yield p, written
 
 # %% ../nbs/11_predict.ipynb #d4051d37
 def mesh_in_frame(vertices, # (V,3) camera-aligned body frame (x right, y down, z away)
@@ -398,11 +526,14 @@ def read_ply(path) -> tuple: # vertices (V,3) float32, faces (F,3) int64
     f = np.array([[int(x) for x in r.split()[1:4]] for r in rows[nv:nv + nf]], dtype=np.int64).reshape(-1, 3)
     return v, f
 
+def _trained_on(r: Prediction) -> str:
+    return r.trained_on or (UNTRAINED_NOTE if r.checkpoint is None else f"trained: checkpoint {r.checkpoint}")
+
 def _params(r: Prediction) -> dict:
     L = lambda a: np.asarray(a).tolist()
     return dict(
         hybrid_pose=__version__, source=r.source, image_size=list(r.image_size),
-        checkpoint=r.checkpoint, trained=r.trained, weights=r.weights, body_model=r.body_model,
+        checkpoint=r.checkpoint, trained=r.trained, trained_on=_trained_on(r), weights=r.weights, body_model=r.body_model,
         crop=dict(center=L(r.center), box_size=r.box_size, bbox=None if r.bbox is None else list(r.bbox),
                   crop_size=r.crop_size, note="square box (centre, side) in image pixels, resized to crop_size"),
         theta=dict(cam=L(r.cam), pose=L(r.pose), betas=L(r.betas),
@@ -411,6 +542,37 @@ def _params(r: Prediction) -> dict:
         joints=dict(names=list(LSP_JOINT_NAMES), joints3d=L(r.joints3d), joints2d=L(r.joints2d),
                     note="joints3d: metres, camera-aligned body frame (x right, y down, z away); joints2d: image pixels"),
     )
+
+def _footnote_font(size: int):
+    "DejaVu Sans (matplotlib's, has Θ₀) at `size` px, else PIL's default font; and whether it draws non-ASCII."
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec("matplotlib")
+        return ImageFont.truetype(str(Path(spec.origin).parent / "mpl-data/fonts/ttf/DejaVuSans.ttf"), size), True
+    except Exception: pass
+    try: return ImageFont.load_default(size=size), False       # Pillow >= 10.1
+    except TypeError: return ImageFont.load_default(), False
+
+FOOTNOTE_COLORS = ((32, 32, 32), (235, 235, 235))  # strip background, text (RGB)
+
+def add_footnote(image: np.ndarray, # (H,W,3) uint8
+                 text: str, # one line
+                ) -> np.ndarray: # (H+h,W,3) uint8: the image, then a strip of h = ceil(1.6·font size) px with the text
+    "The image with a one-line footnote strip added below it (the image's pixels untouched)."
+    H, W = image.shape[:2]
+    size = max(10, max(H, W) // 40)
+    font, unicode_ok = _footnote_font(size)
+    if not unicode_ok: text = text.replace("Θ", "Theta").replace("₀", "0")
+    pad = lambda s: max(2, s // 2)
+    width = font.getlength(text) if hasattr(font, "getlength") else font.getbbox(text)[2]
+    if width > W - 2 * pad(size) and isinstance(font, ImageFont.FreeTypeFont):
+        size = max(6, int(size * (W - 2 * pad(size)) / width))
+        font = font.font_variant(size=size)
+    h = int(np.ceil(1.6 * size))
+    strip = Image.new("RGB", (W, h), FOOTNOTE_COLORS[0])
+    top, bottom = font.getbbox(text)[1::2]
+    ImageDraw.Draw(strip).text((pad(size), (h - top - bottom) / 2), text, fill=FOOTNOTE_COLORS[1], font=font)
+    return np.concatenate([np.asarray(image, np.uint8), np.asarray(strip)], 0)
 
 def save_params_json(path, # the .json file
                      result: Prediction, # what to describe
@@ -422,199 +584,33 @@ def save_params_json(path, # the .json file
 
 def save_overlay(path, # the .png file
                  result: Prediction) -> Path:
-    "Write the overlay picture as PNG."
+    "Write the overlay picture as PNG, with the footnote saying what made it (`add_footnote`: H + h rows)."
     if result.overlay is None: raise ValueError("save_overlay: this prediction has no overlay (overlay=False)")
-    buf = io.BytesIO(); Image.fromarray(result.overlay).save(buf, format="PNG")
+    buf = io.BytesIO(); Image.fromarray(add_footnote(result.overlay, _trained_on(result))).save(buf, format="PNG")
     atomic_write(path, buf.getvalue())
     return Path(path)
 
-# %% ../nbs/11_predict.ipynb #cc2d8fd4
-EXIT_USAGE = 2  # what the command returns for errors the user can fix (argparse's status for bad arguments too)
-
-def _existing_file(path, what: str, fix: str) -> Path:
-    p = Path(path)
-    if not p.is_file(): raise PredictError(f"{what} {p} does not exist{' (it is a folder)' if p.is_dir() else ''}; {fix}")
-    return p
-
-def _cmd_synth(a) -> int:
-    from hybrid_pose.synthetic import generate_synthetic
-    if a.n < 0 or a.start < 1: raise PredictError(f"--n must be >= 0 and --start >= 1; got --n {a.n} --start {a.start}")
-    r = generate_synthetic(a.out, a.n, a.seed, a.start, progress=not a.no_progress, overwrite=a.overwrite)
-    print(f"made {r['made']}, skipped {r['skipped']} (already complete); {Path(a.out) / 'joints.mat'} holds {r['total']} images")
-    return 0
-
-def _cmd_train(a) -> int:
-    p = _existing_file(a.config, "config file", "expected a .toml or .json training config (see nbs/09_train.ipynb)")
-    try: from hybrid_pose.train import load_config, train, apply_overrides
-    except ImportError as e:
-        raise PredictError(f"training is not available in this installation ({_first_line(e)}); "
-                           "reinstall hybrid_pose with its training module (pip install -e .)") from None
-    try: cfg = apply_overrides(load_config(p), a.set)
-    except (ValueError, TypeError, KeyError) as e: raise PredictError(f"config {p}: {e}") from None
-    train(cfg)
-    out = getattr(cfg, "out_dir", None)
-    print(f"done; checkpoint: {Path(out) / 'checkpoint.pt'}" if out else "done")
-    return 0
-
-def _cmd_evaluate(a) -> int:
-    ck = load_checkpoint(a.checkpoint)
-    try: from hybrid_pose.evaluate import evaluate
-    except ImportError as e:
-        raise PredictError(f"evaluation is not available in this installation ({_first_line(e)}); "
-                           "reinstall hybrid_pose with its evaluate module (pip install -e .)") from None
-    from hybrid_pose.data import PoseDataset, make_loader
-    cfg = dict(ck.get("config") or {})
-    device = _device(a.device)
-    net = network_from_checkpoint(ck, a.checkpoint).to(device).eval()
-    body = _body(a.body_model, ck, a.data_root, device)
-    root = Path(a.data_root or cfg.get("data_root") or "data")
-    try:
-        ds = PoseDataset(root, dataset=a.dataset, split=a.split, augment=False, size=int(cfg.get("img_size") or CROP_SIZE))
-    except (OSError, ValueError) as e: raise PredictError(f"data {root} ({a.dataset}/{a.split}): {e}") from None
-    if len(ds) == 0:
-        raise PredictError(f"no {a.dataset}/{a.split} samples under {root}; check --data-root, or make synthetic data "
-                           f"with `hybrid-pose synth --out {root / 'synthetic'}` (see data_scripts/ for LSP/LSPe/UP)")
-    loader = make_loader(ds, batch_size=a.batch_size, shuffle=False, num_workers=a.workers)
-    res = evaluate(net, body, loader, device=device, progress=not a.no_progress)
-    print(res.to_markdown())
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        res.to_csv(a.out); print(f"wrote {a.out}")
-    return 0
-
-def _cmd_predict(a) -> int:
+# %% ../nbs/11_predict.ipynb #a39ef30c
+def predict_command(a, # parsed `hybrid-pose predict` arguments: images, checkpoint, bbox, bbox_scale, out, format,
+                       # mesh_frame, device, body_model, batch_size, no_progress
+                   ) -> int: # exit status: 0 all written, 2 some images failed (PredictError for errors before any)
+    "`hybrid-pose predict`: check the inputs, load the model once, predict and write every image."
     from tqdm.auto import tqdm
-    paths = [Path(p) for p in a.images]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise PredictError(f"image file{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                           f"do{'' if len(missing) > 1 else 'es'} not exist; pass paths of JPEG or PNG images")
-    stems = [p.stem for p in paths]
-    dup = sorted({s for s in stems if stems.count(s) > 1})
-    if dup:
-        raise PredictError(f"several images are named {', '.join(dup)} (different folders): their outputs in {a.out} "
-                           "would overwrite each other; predict them in separate runs or with different --out")
-    if a.bbox is not None: crop_from_bbox(a.bbox, (1 << 30, 1 << 30), a.bbox_scale)   # its form, before loading the model
+    paths = image_files(a.images, a.out)              # folders expanded; missing paths, empty folders, clashing names refused
+    check_out_dir(a.out); check_batch_size(a.batch_size)
+    if a.bbox is not None: check_bbox(a.bbox, a.bbox_scale)   # the box's form, before the model is loaded
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pred = Predictor(a.checkpoint, a.device, a.body_model)
     for w in caught: print(f"hybrid-pose predict: warning: {w.message}", file=sys.stderr)
     failed = 0
-    bar = tqdm(total=len(paths), desc="predict", unit="image", disable=a.no_progress or len(paths) < 2)
-    for s in range(0, len(paths), a.batch_size):
-        chunk, imgs = [], []
-        for p in paths[s:s + a.batch_size]:
-            try: imgs.append(load_image(p)); chunk.append(p)
-            except PredictError as e:
-                failed += 1; bar.update(1)
-                tqdm.write(f"hybrid-pose predict: error: {e}", file=sys.stderr)
-        if not chunk: continue
-        for p, r in zip(chunk, pred(imgs, [a.bbox] * len(imgs), bbox_scale=a.bbox_scale)):
-            r.source = str(p)
-            try: written = r.save(a.out, p.stem, a.format, a.mesh_frame)
-            except OSError as e:
-                raise PredictError(f"cannot write the results of {p} into {a.out} ({_first_line(e)}); "
-                                   "choose a writable folder with --out") from None
-            tqdm.write(f"{p}: wrote " + ", ".join(str(w) for w in written.values()))
+    with tqdm(total=len(paths), desc="predict", unit="image", disable=a.no_progress or len(paths) < 2) as bar:
+        for p, res in predict_files(pred, paths, a.out, a.bbox, a.bbox_scale, a.format, a.mesh_frame, a.batch_size):
+            if isinstance(res, PredictError):
+                failed += 1; tqdm.write(f"hybrid-pose predict: error: {' '.join(str(res).split())}", file=sys.stderr)
+            else: tqdm.write(f"{p}: wrote " + ", ".join(str(w) for w in res.values()))
             bar.update(1)
-    bar.close()
     if failed:
         print(f"hybrid-pose predict: {failed} of {len(paths)} images failed (see above)", file=sys.stderr)
-        return EXIT_USAGE
+        return 2                                                   # hybrid_pose.cli.EXIT_USAGE
     return 0
-
-# %% ../nbs/11_predict.ipynb #a4687969
-class _Formatter(argparse.HelpFormatter):
-    "Adds '(default: …)' to options whose help does not already say it."
-    def _get_help_string(self, action):
-        h = action.help or ""
-        if "default" in h or action.default is None or action.default is False or action.default == argparse.SUPPRESS \
-                or not action.option_strings: return h
-        return h + " (default: %(default)s)"
-
-class _RawFormatter(_Formatter, argparse.RawDescriptionHelpFormatter):
-    "The same, keeping the line breaks of the description and epilog."
-
-def build_parser() -> argparse.ArgumentParser:
-    "The `hybrid-pose` argument parser."
-    ap = argparse.ArgumentParser(
-        prog="hybrid-pose", formatter_class=_RawFormatter,
-        description="3D human pose and shape (an SMPL-style body mesh) from one RGB image: HMR-style regression\n"
-                    "trained with keypoint, mesh-reprojection and KCS-critic losses (Pittner & Starlinger).",
-        epilog="typical workflow:\n"
-               "  hybrid-pose synth --n 2000 --out data/synthetic\n"
-               "  hybrid-pose train --config run.toml\n"
-               "  hybrid-pose evaluate --checkpoint runs/synthetic/checkpoint.pt --dataset synthetic --split val\n"
-               "  hybrid-pose predict photo.jpg --checkpoint runs/synthetic/checkpoint.pt --out predictions\n"
-               "`hybrid-pose COMMAND --help` explains each command.")
-    ap.add_argument("--version", action="version", version=f"hybrid_pose {__version__}")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    s = sub.add_parser("synth", formatter_class=_Formatter, help="generate synthetic people in the LSP layout",
-                       description="Generate synthetic people (open body model, random poses, shapes, colours and "
-                                   "backgrounds) in LSP's layout: images/imNNNN.jpg, joints.mat, masks/ (silhouettes and "
-                                   "part labels) and truth.npz (Θ and 3D joints). Deterministic per seed; an interrupted "
-                                   "run resumes where it stopped. No downloads, no SMPL licence needed.")
-    synthetic_arguments(s)
-    s.set_defaults(func=_cmd_synth)
-
-    t = sub.add_parser("train", formatter_class=_Formatter, help="train the network from a config file",
-                       description="Train the network as configured in a .toml or .json file (hybrid_pose.train."
-                                   "load_config). The run writes <out_dir>/checkpoint.pt, which `evaluate` and `predict` read.")
-    t.add_argument("--config", required=True, metavar="FILE", help="training config, .toml or .json")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config field (repeatable); VALUE is read as JSON when it parses (5, 1e-4, true), "
-                        "else as text, then converted to the field's type")
-    t.set_defaults(func=_cmd_train)
-
-    e = sub.add_parser("evaluate", formatter_class=_Formatter, help="evaluate a checkpoint on a dataset split",
-                       description="Evaluate a trained checkpoint on a dataset split with deterministic crops (no "
-                                   "augmentation): the paper's losses, PCK, silhouette and part F1 and more "
-                                   "(hybrid_pose.evaluate). Prints a Markdown table; --out also writes it as CSV.")
-    e.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint.pt written by `hybrid-pose train`")
-    e.add_argument("--data-root", default=None, metavar="D",
-                   help="folder holding lsp/, lspet/, upi-s1h/, synthetic/ (default: the checkpoint's data_root, else ./data)")
-    e.add_argument("--dataset", default="lsp", help="image sources joined by '+': lsp, lspet, synthetic")
-    e.add_argument("--split", default="val", choices=["train", "val", "all"], help="which part of the dataset")
-    e.add_argument("--out", default=None, metavar="TABLE.csv", help="also write the results table as CSV")
-    e.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    e.add_argument("--batch-size", type=int, default=32, help="images per batch")
-    e.add_argument("--workers", type=int, default=2, help="data-loading worker processes (0: load in the main process)")
-    e.add_argument("--body-model", default=None, help="body model to decode with (default: the one the checkpoint was trained with)")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    e.set_defaults(func=_cmd_evaluate)
-
-    p = sub.add_parser("predict", formatter_class=_Formatter, help="predict the body mesh in images",
-                       description="Predict the body in each image and write, into --out: <stem>_overlay.png (the mesh "
-                                   "over the image), <stem>.obj or .ply (the mesh) and <stem>.json (Θ = camera, pose, "
-                                   "shape; the 14 LSP joints in 3D and in image pixels; the crop; the checkpoint). "
-                                   "Without --checkpoint an untrained network predicts the mean body for every image: "
-                                   "only good for testing the pipeline.")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, …)")
-    p.add_argument("--checkpoint", default=None, metavar="C", help="checkpoint.pt written by `hybrid-pose train` (default: untrained, mean body)")
-    p.add_argument("--bbox", type=float, nargs=4, default=None, metavar=("X0", "Y0", "X1", "Y1"),
-                   help="person box in image pixels (top-left, bottom-right), for every image; default: the whole image")
-    p.add_argument("--bbox-scale", type=float, default=BBOX_SCALE,
-                   help="crop side = this × the box's longer side (the training framing; SPIN-style networks: 1.2)")
-    p.add_argument("--out", default="predictions", metavar="DIR", help="output folder (created)")
-    p.add_argument("--format", default="obj", choices=["obj", "ply"], help="mesh file format (ply: binary little-endian)")
-    p.add_argument("--mesh-frame", default="y-up", choices=["y-up", "camera"],
-                   help="y-up: upright in mesh viewers; camera: the network's frame (x right, y down, z away)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    p.add_argument("--body-model", default=None, help="body model: open, smpl, auto or an .npz (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int, default=8, help="images through the network at once")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_predict)
-    return ap
-
-def main(argv=None, # arguments (default: sys.argv[1:])
-        ) -> int: # exit status: 0 done, 2 an error the user can fix (message on stderr)
-    "The `hybrid-pose` command."
-    a = build_parser().parse_args(argv)
-    try: return a.func(a)
-    except (PredictError, FileNotFoundError) as e:
-        msg = " ".join(str(e).split())                          # one line, even for messages written over several
-        print(f"hybrid-pose {a.command}: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
-
-if __name__ == "__main__" and "__file__" in globals(): sys.exit(main())  # `python -m`, not a notebook kernel

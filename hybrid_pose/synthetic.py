@@ -27,7 +27,7 @@ from .viz import atomic_write
 __all__ = ['TRUTH_KEYS', 'SyntheticConfig', 'image_rng', 'sample_root', 'sample_parameters', 'frame_person', 'to_image',
            'joint_visibility', 'background', 'SyntheticPerson', 'screen_window', 'render_person', 'make_person',
            'visibility_of', 'npz_bytes', 'mat_bytes', 'synthetic_paths', 'write_person', 'is_complete', 'assemble',
-           'generate_synthetic', 'add_arguments', 'main']
+           'generate_synthetic', 'main']
 
 # %% ../nbs/07_synthetic.ipynb #048e01f9
 @dataclass
@@ -320,23 +320,9 @@ def generate_synthetic(out="data/synthetic", # data_root/synthetic
     return dict(made=made, skipped=skipped, total=assemble(out, seed))
 
 # %% ../nbs/07_synthetic.ipynb #3687cbd3
-def add_arguments(ap: argparse.ArgumentParser):
-    "The generator's command-line options (shared by `python -m hybrid_pose.synthetic` and `hybrid-pose synth`)."
-    ap.add_argument("--n", type=int, default=2000, help="number of images to generate (default 2000)")
-    ap.add_argument("--out", default="data/synthetic", help="output folder: <data_root>/synthetic, which the readers find")
-    ap.add_argument("--seed", type=int, default=0, help="dataset seed: the same seed gives the same images, byte for byte")
-    ap.add_argument("--start", type=int, default=1, help="first image number (makes start .. start+n-1; for parallel chunks)")
-    ap.add_argument("--overwrite", action="store_true", help="remake images that are already complete")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return ap
+def main(argv=None) -> int:
+    "`python -m hybrid_pose.synthetic ARGS` is `hybrid-pose synth ARGS`: one parser, in `hybrid_pose.cli`."
+    from hybrid_pose.cli import main as cli_main
+    return cli_main(["synth", *(sys.argv[1:] if argv is None else argv)])
 
-def main(argv=None):
-    "Command line: generate synthetic people in the LSP layout."
-    ap = add_arguments(argparse.ArgumentParser(prog="python -m hybrid_pose.synthetic", description=main.__doc__))
-    a = ap.parse_args(argv)
-    if a.n < 0 or a.start < 1: ap.error("--n must be >= 0 and --start >= 1")
-    r = generate_synthetic(a.out, a.n, a.seed, a.start, progress=not a.no_progress, overwrite=a.overwrite)
-    print(f"made {r['made']}, skipped {r['skipped']} (already complete); {a.out}/joints.mat holds {r['total']} images")
-    return r
-
-if __name__ == "__main__" and "__file__" in globals(): main()  # `python -m`, not a notebook kernel
+if __name__ == "__main__" and "__file__" in globals(): sys.exit(main())  # `python -m`, not a notebook kernel

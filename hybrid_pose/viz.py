@@ -4,14 +4,15 @@
 
 # %% ../nbs/12_viz.ipynb #3cccfbed
 from __future__ import annotations
-import csv, datetime, hashlib, json, os, platform, subprocess, sys, time
+import csv, datetime, hashlib, json, os, platform, re, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['view_rotation', 'draw_mesh', 'git_sha', 'file_digest', 'provenance', 'atomic_write', 'save_figure', 'save_table']
+__all__ = ['view_rotation', 'draw_mesh', 'git_sha', 'file_digest', 'provenance', 'atomic_write', 'remove_stale_temps',
+           'save_figure', 'save_table']
 
 # %% ../nbs/12_viz.ipynb #eca9ceb1
 def _np(x) -> np.ndarray:
@@ -119,6 +120,26 @@ def atomic_write(path, # the file to (re)write; its folder is created
 
 def _write_sidecar(path: Path, record: dict):
     return atomic_write(path.with_suffix(path.suffix + ".json"), (json.dumps(record, indent=2, default=str) + "\n").encode())
+
+# %% ../nbs/12_viz.ipynb #4316f903
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")   # what `atomic_write` names its temporary files
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def remove_stale_temps(folder, # a folder `atomic_write` writes into (e.g. a run's out_dir)
+                      ) -> list: # the files removed
+    "Delete the temporary files that writers killed mid-write left behind (their process no longer exists)."
+    folder, gone = Path(folder), []
+    if not folder.is_dir(): return gone
+    for f in folder.iterdir():
+        m = _TEMP_NAME.match(f.name)
+        if m and f.is_file() and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
+            f.unlink(missing_ok=True); gone.append(f)
+    return gone
 
 # %% ../nbs/12_viz.ipynb #e2590333
 def save_figure(fig, # a matplotlib Figure

@@ -15,14 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hybrid_pose import data as D  # noqa: E402
+from hybrid_pose.fixtures import write_fake_layout  # noqa: E402
 from hybrid_pose.body import LSP_FLIP  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     r = tmp_path_factory.mktemp("data") / "data"
-    truth = D.write_fake_layout(r, lsp=(1, 2, 3, 4, 1001, 1002), lspet=(1, 2, 3, 4, 5), lspet_masks=(1, 3, 5),
-                                synthetic=10, seed=3)
+    truth = write_fake_layout(r, lsp=(1, 2, 3, 4, 1001, 1002), lspet=(1, 2, 3, 4, 5), lspet_masks=(1, 3, 5),
+                              synthetic=10, seed=3)
     return r, truth
 
 

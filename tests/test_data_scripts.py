@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SCRIPTS = ROOT / "data_scripts"
 
-from hybrid_pose.data import write_fake_layout  # noqa: E402
+from hybrid_pose.fixtures import write_fake_layout  # noqa: E402
 
 
 def _load(name):

@@ -11,7 +11,8 @@ from scipy.spatial.transform import Rotation
 from torch import nn
 
 from hybrid_pose.body import example_poses, load_body_model
-from hybrid_pose.data import PoseDataset, make_loader, write_fake_layout
+from hybrid_pose.data import PoseDataset, make_loader
+from hybrid_pose.fixtures import write_fake_layout
 from hybrid_pose.evaluate import (EvalResult, TruthModel, confusion_matrix, evaluate, f1_scores, flip_joints3d,
                                   load_truth, mpjpe, pa_mpjpe, part_confusion, pixel_accuracy, procrustes_align,
                                   score_batch, silhouette_confusion, similarity_transform, theta_from_truth)

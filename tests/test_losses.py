@@ -1,45 +1,26 @@
-"""KPR and MR losses (`hybrid_pose.losses`): known values, the authors' reductions, and exact agreement of the fast
-nearest-neighbour search with the brute force (values and gradients) on fresh random inputs."""
+"""KPR and MR losses and the objective (`hybrid_pose.losses`) on fresh random inputs: per-image KPR against a loop,
+exact agreement of the fast nearest-neighbour search with the brute force (values and gradients), the reductions, and
+`Objective` against the trainer's former hand-made combination. The small hand-worked cases live in nbs/03_losses.ipynb."""
 import math
 
 import pytest
 import torch
 
-from hybrid_pose.render import silhouette
-from hybrid_pose.losses import (MR_REDUCTIONS, keypoint_reprojection_loss, kpr_to_pixels, mask_boundary,
+from hybrid_pose.fixtures import random_masks, rasterize_silhouette
+from hybrid_pose import losses as losses_module
+from hybrid_pose.losses import (MR_REDUCTIONS, OBJECTIVES, Objective, keypoint_reprojection_loss,
                                 mesh_reprojection_bruteforce, mesh_reprojection_loss, mesh_reprojection_terms,
-                                nearest_mask_pixel, nearest_vertex)
+                                mr_per_image, nearest_mask_pixel, nearest_vertex)
 
 BACKENDS = ["scipy", "torch"]
 
 
 # ---------------------------------------------------------------- helpers
 
-def random_masks(B, H, W, g):
-    "Blobs + speckle; image 0 touches the left and bottom borders; the last image is empty."
-    yy, xx = torch.meshgrid(torch.arange(H) + .5, torch.arange(W) + .5, indexing="ij")
-    m = torch.zeros(B, H, W, dtype=torch.bool)
-    for b in range(B - 1):
-        for _ in range(3):
-            c = torch.rand(2, generator=g) * torch.tensor([W, H])
-            r = torch.rand(2, generator=g) * torch.tensor([W, H]) / 3 + 1
-            m[b] |= ((xx - c[0]) / r[0]) ** 2 + ((yy - c[1]) / r[1]) ** 2 < 1
-        m[b] |= torch.rand(H, W, generator=g) < 0.01
-    m[0, :, 0] = True
-    m[0, -1, :] = True
-    return m
-
-
 def random_vertices(B, V, H, W, g, spread=1.6):
     "Points over the image and up to 30% of its size beyond every side."
     size = torch.tensor([W, H], dtype=torch.float64)
     return torch.rand(B, V, 2, generator=g, dtype=torch.float64) * size * spread - size * (spread - 1) / 2
-
-
-def rasterize_silhouette(px, faces, size=224):
-    "(B,V,2) crop pixels and (F,3) faces -> (B,size,size) bool silhouette, by `render.silhouette` (depth plays no part)."
-    px = px.detach()
-    return silhouette(torch.cat([px, torch.zeros_like(px[..., :1])], -1), faces, size)
 
 
 def assert_matches_bruteforce(v, masks, dtype, backend, squared, centers, w, what):
@@ -59,47 +40,25 @@ def assert_matches_bruteforce(v, masks, dtype, backend, squared, centers, w, wha
 
 # ---------------------------------------------------------------- KPR
 
-def test_kpr_known_values():
-    gt = torch.tensor([[[0., 0., 1.], [1., 1., 1.], [0., 0., 0.]]])
-    pred = torch.tensor([[[3., -1.], [3., 3.], [5., 5.]]])
-    assert keypoint_reprojection_loss(pred, gt).item() == 120.0            # 60 · (3+1+2+2)/4
-    assert keypoint_reprojection_loss(pred, gt, weight=1.).item() == 2.0
-    gt[0, 0, 2] = 0.5                                                        # TF: weighted sum / count of non-zero weights
-    assert keypoint_reprojection_loss(pred, gt, weight=1.).item() == 1.5
-
-
-def test_kpr_pools_over_the_batch():
-    pred = torch.zeros(2, 3, 2); pred[0, 0] = 4.
-    gt = torch.zeros(2, 3, 3); gt[0, 0, 2] = 1.; gt[1, :, 2] = 1.
-    assert keypoint_reprojection_loss(pred, gt, weight=1.).item() == 1.0   # 8/(2·4), not the mean of 4 and 0
-
-
-def test_kpr_nothing_visible_and_nan_coordinates():
-    pred = torch.randn(3, 14, 2, requires_grad=True)
-    gt = torch.cat([torch.full((3, 14, 2), float("nan")), torch.zeros(3, 14, 1)], -1)
-    loss = keypoint_reprojection_loss(pred, gt)
-    loss.backward()
-    assert loss.item() == 0.0 and torch.equal(pred.grad, torch.zeros(3, 14, 2))
-    gt[1, 5] = torch.tensor([0.2, -0.3, 1.])
-    pred.grad = None
-    loss = keypoint_reprojection_loss(pred, gt)
-    loss.backward()
-    assert torch.isfinite(loss) and torch.isfinite(pred.grad).all()
-    assert pred.grad.abs().sum() == pred.grad[1, 5].abs().sum() > 0
-
-
-def test_kpr_pixels():
-    gt = torch.cat([torch.rand(8, 14, 2) * 2 - 1, torch.ones(8, 14, 1)], -1)
-    k = keypoint_reprojection_loss(gt[..., :2] - 3 * 2 / 224, gt)           # 3 px off in every coordinate
-    assert math.isclose(kpr_to_pixels(k).item(), 3.0, rel_tol=1e-5)
-    assert math.isclose(kpr_to_pixels(3.20), 3.20 / 60 * 112)
-
-
-def test_kpr_bad_shapes():
-    with pytest.raises(ValueError, match=r"\(B,K,3\)"):
-        keypoint_reprojection_loss(torch.zeros(2, 14, 2), torch.zeros(2, 14, 2))
-    with pytest.raises(TypeError):
-        keypoint_reprojection_loss(torch.zeros(2, 14, 2).numpy(), torch.zeros(2, 14, 3))
+def test_kpr_per_image_matches_a_loop_on_fresh_random_inputs():
+    "reduction='none' is the batch loss of each image alone (values and gradients); fractional and absent visibility too."
+    g = torch.Generator().manual_seed(torch.seed() % 2 ** 31)
+    for B, K in [(6, 14), (1, 14), (5, 3)]:
+        pred = torch.randn(B, K, 2, generator=g, dtype=torch.float64, requires_grad=True)
+        vis = torch.rand(B, K, 1, generator=g, dtype=torch.float64)
+        vis = torch.where(vis < 0.3, 0, torch.where(vis < 0.6, vis, 1))            # 0, fractional or 1
+        gt = torch.cat([torch.randn(B, K, 2, generator=g, dtype=torch.float64), vis], -1)
+        gt[0, :, 2] = 0                                                             # an image without a visible joint
+        w = torch.rand(B, generator=g, dtype=torch.float64)
+        per = keypoint_reprojection_loss(pred, gt, 60., reduction="none")
+        gp, = torch.autograd.grad((per * w).sum(), pred)
+        ref = torch.stack([keypoint_reprojection_loss(pred[b:b + 1], gt[b:b + 1], 60.) for b in range(B)])
+        gr, = torch.autograd.grad((ref * w).sum(), pred)
+        torch.testing.assert_close(per, ref, rtol=1e-12, atol=0)
+        torch.testing.assert_close(gp, gr, rtol=1e-12, atol=0)
+        assert per[0] == 0 and torch.equal(gp[0], torch.zeros(K, 2))
+        gt[..., 2] = (gt[..., 2] > 0).double(); gt[:, 0, 2] = 1; gt[:, 1:, 2] = 0       # equal visible counts: the mean
+        torch.testing.assert_close(keypoint_reprojection_loss(pred, gt), keypoint_reprojection_loss(pred, gt, reduction="none").mean())
 
 
 # ---------------------------------------------------------------- MR: exactness
@@ -159,31 +118,7 @@ def test_nearest_indices_match_bruteforce():
             assert torch.equal(nv[b] >= 0, masks[b])
 
 
-def test_mask_boundary():
-    m = torch.zeros(1, 6, 7, dtype=torch.bool)
-    m[0, 1:5, 2:6] = True
-    m[0, 3:6, 0] = True
-    b = mask_boundary(m)[0]
-    assert b[1:5, 2:6].sum() == 12 and not b[2:4, 3:5].any() and b[3:6, 0].all()
-    assert mask_boundary(torch.ones(1, 3, 3, dtype=torch.bool)).sum() == 8
-
-
 # ---------------------------------------------------------------- MR: values, reductions, edge cases
-
-def test_mr_by_hand():
-    m = torch.zeros(1, 8, 8, dtype=torch.bool); m[0, 0, 0] = True              # one pixel, centre (0.5, 0.5)
-    v = torch.tensor([[[0.5, 3.5], [4.5, 0.5]]])
-    t = mesh_reprojection_terms(v, m)
-    assert (t.to_mask.item(), t.to_vertices.item(), t.mask_pixels.item(), t.num_vertices) == (7., 3., 1, 2)
-    assert math.isclose(mesh_reprojection_loss(v, m).item(), 10 / 3, rel_tol=1e-6)
-    assert math.isclose(mesh_reprojection_loss(v, m, reduction="paper").item(), 10 / 5, rel_tol=1e-6)
-    assert mesh_reprojection_loss(v, m, reduction="sum", squared=True).item() == 34.
-    d = mesh_reprojection_terms(torch.tensor([[[3.5, 4.5]]]), m)                # offset (3, 4): L2 5, L1 7
-    assert (d.to_mask.item(), d.to_vertices.item()) == (5., 7.)
-    c = mesh_reprojection_terms(v, m, pixel_centers=False)                     # the authors' corner convention
-    assert c.to_vertices.item() == 4.
-    assert math.isclose(c.to_mask.item(), math.hypot(0.5, 3.5) + math.hypot(4.5, 0.5), rel_tol=1e-6)
-
 
 def test_mr_reductions_are_consistent():
     g = torch.Generator().manual_seed(0)
@@ -196,11 +131,14 @@ def test_mr_reductions_are_consistent():
     torch.testing.assert_close(mesh_reprojection_loss(v, masks), per[:-1].mean())      # the empty image is left out
     torch.testing.assert_close(mesh_reprojection_loss(v, masks, reduction="paper"), S.sum() / (V + 3))
     torch.testing.assert_close(mesh_reprojection_loss(v, masks, reduction="sum", weight=0.001), 0.001 * S.sum())
+    torch.testing.assert_close(mr_per_image(t, "mean")[:-1].mean(), mesh_reprojection_loss(v, masks))
+    for red in ("paper", "sum"):
+        torch.testing.assert_close(mr_per_image(t, red).sum(), mesh_reprojection_loss(v, masks, reduction=red))
     with pytest.raises(ValueError, match="reduction must be one of"):
         mesh_reprojection_loss(v, masks, reduction="avg")
 
 
-@pytest.mark.parametrize("reduction", MR_REDUCTIONS)
+@pytest.mark.parametrize("reduction", [*MR_REDUCTIONS, "none"])
 @pytest.mark.parametrize("squared", [False, True])
 def test_mr_empty_masks_give_zero_and_zero_gradient(reduction, squared):
     v = (torch.rand(3, 50, 2) * 30).requires_grad_()
@@ -282,3 +220,67 @@ def test_mr_cuda_matches_cpu():
     assert torch.equal(nearest_vertex(vc, masks.cuda()).cpu(), nearest_vertex(v, masks))
     lc.sum().backward(); l.sum().backward()
     torch.testing.assert_close(vc.grad.cpu(), vv.grad, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the objective
+
+def objective_inputs(g, B=4, dtype=torch.float32):
+    kp = torch.randn(B, 14, 2, generator=g, dtype=dtype)
+    gt = torch.cat([torch.randn(B, 14, 2, generator=g, dtype=dtype), (torch.rand(B, 14, 1, generator=g) < 0.8).to(dtype)], -1)
+    masks = random_masks(B, 30, 40, g)
+    px = random_vertices(B, 150, 30, 40, g).to(dtype)
+    return kp, px, gt, masks
+
+
+OPTIONS = [("mean", False, 1.0), ("paper", False, 0.001), ("sum", True, 0.5), ("mean", True, 2.0)]
+
+
+@pytest.mark.parametrize("losses", list(OBJECTIVES))
+def test_objective_equals_the_old_combination_bit_for_bit(losses):
+    "Values and gradients of `total` equal `kpr·[kpr in losses] + mr·[mr in losses]`, the trainer's former formula."
+    g = torch.Generator().manual_seed(torch.seed() % 2 ** 31)
+    kp, px, gt, masks = objective_inputs(g)
+    for red, sq, w in OPTIONS:
+        o = Objective(losses, kpr_weight=60., mr_weight=w, mr_reduction=red, mr_squared=sq)
+        k1, v1 = kp.clone().requires_grad_(), px.clone().requires_grad_()
+        old = (keypoint_reprojection_loss(k1, gt, 60.) * (losses in ("kpr", "both"))
+               + mesh_reprojection_loss(v1, masks, red, sq, w) * (losses in ("mr", "both")))
+        old.backward()
+        k2, v2 = kp.clone().requires_grad_(), px.clone().requires_grad_()
+        new = o.total(o.terms(k2, v2, gt, masks, log_all=True))
+        new.backward()
+        assert torch.equal(new, old), (red, sq, w)
+        assert torch.equal(k2.grad if k2.grad is not None else torch.zeros_like(kp), k1.grad)
+        assert torch.equal(v2.grad if v2.grad is not None else torch.zeros_like(px), v1.grad)
+        assert (k2.grad is None) == (losses == "mr") and (v2.grad is None) == (losses == "kpr")
+
+
+@pytest.mark.parametrize("red,sq,w", OPTIONS)
+def test_objective_per_image_terms_reduce_to_the_batch_terms(red, sq, w):
+    g = torch.Generator().manual_seed(torch.seed() % 2 ** 31)
+    kp, px, gt, masks = objective_inputs(g, dtype=torch.float64)
+    gt[..., 2] = 1                                                                  # equal visible counts
+    o = Objective(mr_weight=w, mr_reduction=red, mr_squared=sq)
+    batch, per = o.terms(kp, px, gt, masks), o.terms(kp, px, gt, masks, reduction="none")
+    assert per["kpr"].shape == per["mr"].shape == (4,)
+    torch.testing.assert_close(per["kpr"].mean(), batch["kpr"])
+    has = masks.flatten(1).any(1)
+    torch.testing.assert_close(per["mr"][has].mean() if red == "mean" else per["mr"].sum(), batch["mr"])
+    assert per["mr"][~has].eq(0).all()
+
+
+def test_objective_computes_mr_only_when_needed(monkeypatch):
+    "A KPR-only objective runs no nearest-neighbour search unless MR is asked for the logs, and then without autograd."
+    g = torch.Generator().manual_seed(0)
+    kp, px, gt, masks = objective_inputs(g)
+    calls = []
+    real = losses_module.mesh_reprojection_terms
+    def spy(*a, **k):
+        calls.append(torch.is_grad_enabled()); return real(*a, **k)
+    monkeypatch.setattr(losses_module, "mesh_reprojection_terms", spy)
+    o = Objective(losses="kpr")
+    assert list(o.terms(kp, px.requires_grad_(), gt, masks)) == ["kpr"] and calls == []
+    t = o.terms(kp, px, gt, masks, log_all=True)
+    assert calls == [False] and not t["mr"].requires_grad
+    Objective(losses="both").terms(kp, px, gt, masks)
+    assert calls == [False, True]

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hybrid_pose import predict as P  # noqa: E402
+from hybrid_pose import cli  # noqa: E402
+from hybrid_pose.checkpoint import save_network  # noqa: E402
 from hybrid_pose.data import crop_image, normalize_image, read_joints  # noqa: E402
 from hybrid_pose.model import HybridPoseNet, mean_theta  # noqa: E402
 from hybrid_pose.synthetic import generate_synthetic  # noqa: E402
@@ -27,8 +29,8 @@ SCRIPT = Path(sys.executable).parent / "hybrid-pose"
 
 
 def run(*args, timeout=300):
-    "`python -m hybrid_pose.predict ARGS` in a fresh process."
-    return subprocess.run([sys.executable, "-m", "hybrid_pose.predict", *map(str, args)], cwd=ROOT, env=ENV,
+    "`python -m hybrid_pose.cli ARGS` (= `hybrid-pose ARGS`) in a fresh process."
+    return subprocess.run([sys.executable, "-m", "hybrid_pose.cli", *map(str, args)], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -62,35 +64,8 @@ def small_ckpt(data):
         torch.manual_seed(1)
         net = HybridPoseNet("resnet18", pretrained=False)
     with torch.no_grad(): net.regressor.theta0[0, 0] = 0.5
-    path = data["root"] / "small.pt"
-    torch.save({"model_config": net.config, "model": net.state_dict(), "weights": net.weights,
-                "config": {"body_model": "open", "img_size": 224}}, path)
+    path = save_network(net, data["root"] / "small.pt", dict(img_size=224), body="open")
     return path, net.eval()
-
-
-def test_installed_script_help():
-    assert SCRIPT.is_file(), f"{SCRIPT} missing: `pip install -e .` installs the hybrid-pose command ([project.scripts])"
-    res = subprocess.run([str(SCRIPT), "--help"], env=ENV, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
-    for cmd in ("synth", "train", "evaluate", "predict"): assert cmd in res.stdout
-
-
-HELP = {
-    "synth": ["--n", "--out", "--seed", "--start", "--overwrite", "--no-progress", "LSP"],
-    "train": ["--config", "--set", "KEY=VALUE", "checkpoint.pt", ".toml"],
-    "evaluate": ["--checkpoint", "--data-root", "--dataset", "--split", "--out", "--device", "--batch-size", "--workers",
-                 "--body-model", "--no-progress", "CSV"],
-    "predict": ["IMAGE", "--checkpoint", "--bbox", "--bbox-scale", "--out", "--format", "--mesh-frame", "--device",
-                "--body-model", "--batch-size", "--no-progress", "_overlay.png", ".json", "untrained"],
-}
-
-
-@pytest.mark.parametrize("cmd", sorted(HELP))
-def test_subcommand_help(cmd, capsys):
-    with pytest.raises(SystemExit) as e: P.main([cmd, "--help"])
-    assert e.value.code == 0
-    out = " ".join(capsys.readouterr().out.split())          # argparse wraps lines
-    for needle in HELP[cmd]: assert needle in out, (cmd, needle)
 
 
 def test_predict_untrained_two_images(data):
@@ -122,9 +97,12 @@ def test_predict_untrained_two_images(data):
     tm = trimesh.load(out / "a.ply", process=False)
     np.testing.assert_array_equal(np.asarray(tm.vertices, np.float32), v)
     np.testing.assert_array_equal(np.asarray(tm.faces), f)
-    # the overlay: the image's size, changed only inside the crop, and only where the mesh is
-    ov = np.asarray(Image.open(out / "a_overlay.png"))
-    assert ov.shape == (H, W, 3)
+    # the overlay: the image's size plus the footnote strip below, changed only inside the crop, and only where the mesh is
+    assert j["trained_on"] == "untrained: mean pose Θ₀ (no checkpoint)"
+    png = np.asarray(Image.open(out / "a_overlay.png"))
+    assert png.shape[0] > H and png.shape[1:] == (W, 3)
+    assert (png[H:] != P.FOOTNOTE_COLORS[0]).any(-1).sum() > 50                      # the footnote is drawn
+    ov = png[:H]
     changed = (ov.astype(int) != data["image"].astype(int)).any(-1)
     ys, xs = np.nonzero(changed)
     (cx, cy), b = j["crop"]["center"], j["crop"]["box_size"]
@@ -161,7 +139,9 @@ def test_checkpoint_is_honoured(data, small_ckpt):
     h = lambda j2: np.ptp(np.asarray(j2)[:, 1])
     ratio = h(j["joints"]["joints2d"]) / h(ref.joints2d)
     assert 0.4 < ratio < 0.7, ratio
-    ov = np.asarray(Image.open(out / "im0001_overlay.png"))
+    assert j["trained_on"].startswith("trained: ") and "open body model" in j["trained_on"]
+    png = np.asarray(Image.open(out / "im0001_overlay.png"))
+    ov = png[:H]
     area = (ov.astype(int) != img.astype(int)).any(-1).sum()
     area_ref = (ref.overlay.astype(int) != img.astype(int)).any(-1).sum()
     assert area < 0.5 * area_ref, (area, area_ref)
@@ -184,7 +164,7 @@ def test_bad_inputs_exit_2(data, small_ckpt, capsys, tmp_path):
     cases = [
         (["predict", img, "--checkpoint", tmp_path / "garbage.pt"], ["garbage.pt", "weights_only=True"]),
         (["predict", img, "--checkpoint", tmp_path / "nope.pt"], ["nope.pt", "does not exist"]),
-        (["predict", img, "--checkpoint", tmp_path / "bare.pt"], ["bare.pt", "`model_config` and `model`"]),
+        (["predict", img, "--checkpoint", tmp_path / "bare.pt"], ["bare.pt", "a bare state_dict"]),
         (["predict", img, "--bbox", "50", "10", "20", "90"], ["reversed", "x1 > x0"]),
         (["predict", img, "--bbox", "5000", "10", "6000", "90"], ["outside the"]),
         (["predict", img, "--bbox", "0", "0", "10", "10", "--bbox-scale", "-1"], ["positive"]),
@@ -196,7 +176,7 @@ def test_bad_inputs_exit_2(data, small_ckpt, capsys, tmp_path):
     ]
     if not torch.cuda.is_available(): cases.append((["predict", img, "--device", "cuda"], ["CUDA is not available"]))
     for args, needles in cases:
-        code = P.main([str(a) for a in args] + ["--out", str(tmp_path / "o")] * (args[0] == "predict"))
+        code = cli.main([str(a) for a in args] + ["--out", str(tmp_path / "o")] * (args[0] == "predict"))
         err = capsys.readouterr().err
         assert code == 2, (args, err)
         lines = [l for l in err.splitlines() if ": error: " in l]
@@ -205,53 +185,20 @@ def test_bad_inputs_exit_2(data, small_ckpt, capsys, tmp_path):
     # a broken image among good ones: the good one is still written, the run reports the bad one and exits 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code = P.main(["predict", img, str(tmp_path / "broken.jpg"), "--out", str(tmp_path / "mixed"), "--no-progress"])
+        code = cli.main(["predict", img, str(tmp_path / "broken.jpg"), "--out", str(tmp_path / "mixed"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "broken.jpg cannot be decoded" in err and "1 of 2 images failed" in err
     assert sorted(p.name for p in (tmp_path / "mixed").iterdir()) == ["im0001.json", "im0001.obj", "im0001_overlay.png"]
     # argparse's own errors (a box that is not 4 numbers) are status 2 as well
-    with pytest.raises(SystemExit) as e: P.main(["predict", img, "--bbox", "1", "2", "x", "4"])
+    with pytest.raises(SystemExit) as e: cli.main(["predict", img, "--bbox", "1", "2", "x", "4"])
     assert e.value.code == 2
-
-
-def test_synth_command(tmp_path):
-    out = tmp_path / "data/synthetic"
-    res = run("synth", "--n", 2, "--out", out, "--seed", 3, "--no-progress")
-    assert res.returncode == 0, res.stderr
-    assert "made 2" in res.stdout
-    assert sorted(p.name for p in (out / "images").iterdir()) == ["im0001.jpg", "im0002.jpg"]
-    assert read_joints(out / "joints.mat").shape == (2, 14, 3)
-
-
-def test_synth_bad_start(capsys, tmp_path):
-    assert P.main(["synth", "--n", "2", "--out", str(tmp_path), "--start", "0"]) == 2
-    assert "--start" in capsys.readouterr().err
-    assert not list(tmp_path.iterdir())
-
-
-def test_train_overrides_on_the_real_config(tmp_path, capsys):
-    "`train --set` checks keys and types against hybrid_pose.train's TrainConfig before anything is trained."
-    T = pytest.importorskip("hybrid_pose.train")
-    cfg_file = tmp_path / "run.json"
-    cfg_file.write_text(json.dumps({"dataset": "synthetic", "epochs": 1}))
-    base = T.load_config(cfg_file)
-    cfg = T.apply_overrides(base, ["epochs=3", "gen_lr=2e-4", "amp=false", "out_dir=runs/x", "pretrained=no"])
-    assert (cfg.epochs, cfg.gen_lr, cfg.amp, cfg.out_dir, cfg.pretrained) == (3, 2e-4, False, "runs/x", "no")
-    assert base.epochs == 1
-    assert P.main(["train", "--config", str(cfg_file), "--set", "epochz=3"]) == 2
-    err = capsys.readouterr().err
-    assert "epochz" in err and "valid keys" in err and "epochs" in err
-    assert P.main(["train", "--config", str(cfg_file), "--set", "epochs=many"]) == 2
-    assert "an integer" in capsys.readouterr().err
-    assert P.main(["train", "--config", str(cfg_file), "--set", "losses=neither"]) == 2   # TrainConfig's own check
-    assert "losses" in capsys.readouterr().err
 
 
 def test_evaluate_command(data, small_ckpt, tmp_path, capsys):
     "`evaluate` on the synthetic person with the checkpoint made here (once hybrid_pose.evaluate exists)."
     pytest.importorskip("hybrid_pose.evaluate")
     path, _ = small_ckpt
-    code = P.main(["evaluate", "--checkpoint", str(path), "--data-root", str(data["root"] / "data"), "--dataset",
+    code = cli.main(["evaluate", "--checkpoint", str(path), "--data-root", str(data["root"] / "data"), "--dataset",
                    "synthetic", "--split", "all", "--workers", "0", "--device", "cpu", "--no-progress",
                    "--out", str(tmp_path / "table.csv")])
     out = capsys.readouterr()
@@ -259,7 +206,37 @@ def test_evaluate_command(data, small_ckpt, tmp_path, capsys):
     assert "|" in out.out                                                          # the Markdown table
     rows = (tmp_path / "table.csv").read_text().strip().splitlines()
     assert len(rows) == 2                                                           # a header and the one image
-    assert P.main(["evaluate", "--checkpoint", str(path), "--data-root", str(tmp_path / "empty"), "--dataset",
+    assert cli.main(["evaluate", "--checkpoint", str(path), "--data-root", str(tmp_path / "empty"), "--dataset",
                    "synthetic", "--split", "val", "--workers", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error:" in err and "empty" in err and "hybrid_pose.synthetic" in err
+
+
+def test_user_reports_installed_command(data, tmp_path):
+    "What a user hit with `hybrid-pose predict` (`python -m hybrid_pose.cli`, which the installed script runs; it calls "
+    "predict.predict_command): one-line errors, not silence or tracebacks; folders and 16-bit PNGs read."
+    pytest.importorskip("hybrid_pose.cli")
+    img = data["img"]
+    def sh(*args): return subprocess.run([sys.executable, "-m", "hybrid_pose.cli", "predict", *map(str, args)], cwd=ROOT,
+                                         env=ENV, capture_output=True, text=True, timeout=300)
+    one_line_error(sh(img, "--batch-size", -1, "--out", tmp_path / "o1"), "whole number >= 1", "-1")   # was: exit 0, nothing
+    one_line_error(sh(img, "--batch-size", 0, "--out", tmp_path / "o1"), "whole number >= 1")          # was: a traceback
+    one_line_error(sh(img, "--out", img), "is an existing file")                                        # was: a traceback
+    one_line_error(sh(img, "--bbox", 0, 0, 1e30, 1e30, "--out", tmp_path / "o1"), "beyond")             # was: a traceback
+    assert not (tmp_path / "o1").exists()
+    # a folder as IMAGE (was: "does not exist"), holding a 16-bit PNG (was: 90 % white)
+    d = tmp_path / "pics"; d.mkdir()
+    shutil.copy(img, d / "a.jpg")
+    g = data["image"].mean(-1)
+    Image.fromarray((g * 257).round().astype(np.uint16)).save(d / "b16.png")
+    res = sh(d, "--out", tmp_path / "o2", "--no-progress", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["a.json", "a.obj", "a_overlay.png", "b16.json",
+                                                                   "b16.obj", "b16_overlay.png"]
+    H = data["image"].shape[0]
+    ov_a, ov_b = (np.asarray(Image.open(tmp_path / f"o2/{n}_overlay.png"))[:H].astype(float) for n in ("a", "b16"))
+    err = np.abs(ov_b.mean(-1) - ov_a.mean(-1)).mean()                            # the grey of the colour photo, not white
+    assert err < 2, err
+    one_line_error(sh(tmp_path / "o2", d / "nothing_here", "--out", tmp_path / "o3"), "nothing_here", "does not exist")
+    (tmp_path / "empty").mkdir()
+    one_line_error(sh(tmp_path / "empty", "--out", tmp_path / "o3"), "holds no images")

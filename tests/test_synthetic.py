@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 from hybrid_pose import synthetic as S  # noqa: E402
 from hybrid_pose.body import LSP_JOINT_NAMES, SMPL_JOINT_NAMES, load_body_model  # noqa: E402
 from hybrid_pose.camera import crop_pixels_to_image, crop_to_pixels, project  # noqa: E402
-from hybrid_pose.data import PoseDataset, check_synthetic, read_joints  # noqa: E402
+from hybrid_pose.data import PoseDataset, read_joints  # noqa: E402
+from hybrid_pose.datacheck import check_synthetic  # noqa: E402
 from hybrid_pose.render import silhouette, part_segmentation, body_part_labels, to_screen, rasterize  # noqa: E402
 
 N = 4

@@ -1,5 +1,6 @@
-"""The trainer: learning, the settings matrix, exact resume, DDP (gloo, 2 processes), the NaN guard, bad data,
-atomic checkpoints. Everything runs on the CPU on a few synthetic people with a small ResNet-18."""
+"""The trainer beyond its notebook (which checks the config, exact resume, refusals, the NaN guard, the time budget
+and the logs): learning, every cell of the settings matrix, DDP (gloo, 2 processes), bad data, validation and
+TensorBoard, CUDA. Everything runs on the CPU on a few synthetic people with a small ResNet-18."""
 import dataclasses, json, math, os, subprocess, sys
 from pathlib import Path
 
@@ -7,9 +8,8 @@ import pytest
 import torch
 
 from hybrid_pose.synthetic import generate_synthetic
-from hybrid_pose.train import (TrainConfig, Trainer, train, load_checkpoint, LOSSES, PRIORS, atomic_torch_save,
-                               CHECKPOINT_FORMAT)
-from hybrid_pose.model import HybridPoseNet
+from hybrid_pose.train import TrainConfig, Trainer, train, LOSSES, PRIORS
+from hybrid_pose.checkpoint import Checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,65 +45,14 @@ def test_settings_matrix(data_root, tmp_path, losses, prior):
     assert tr.result["status"] == "done" and tr.step == 3 and tr.nan_skipped == 0
     assert all(math.isfinite(r["loss"]) for r in tr.history)
     if prior != "none": assert "critic_loss" in tr.history[-1]
-    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    assert ck["setting"] == f"{losses}+{prior}" and ck["step"] == 3 and ("prior" in ck) == (prior != "none")
+    ck = Checkpoint.load(tmp_path / "run")
+    assert ck.setting == f"{losses}+{prior}" and ck.step == 3 and ("prior" in ck.data) == (prior != "none")
 
 
 def test_critic_without_rotations(data_root, tmp_path):
     tr = train(small(data_root, tmp_path / "run", prior="critic", critic_rotations=False))
     assert tr.prior.net.heads == ("skeleton", "shape") and tr.cfg.setting == "both+critic-norot"
     assert "critic_w_rotation" not in tr.history[-1] and "critic_w_shape" in tr.history[-1]
-
-
-def _states(tr):
-    sd = {f"net.{k}": v for k, v in tr.net.state_dict().items()}
-    if tr.prior is not None: sd |= {f"prior.{k}": v for k, v in tr.prior.state_dict().items()}
-    return sd
-
-
-def test_resume_continues_the_same_trajectory(data_root, tmp_path):
-    """20 steps == 10 steps + a fresh process-like restart from the checkpoint + 10 steps (bit for bit on the CPU)."""
-    kw = dict(prior="critic", augment=True, batch_size=2, max_train_images=6)   # 3 steps/epoch: resume mid-epoch
-    full = train(small(data_root, tmp_path / "a", max_steps=20, **kw))
-    half = train(small(data_root, tmp_path / "b", max_steps=10, **kw))
-    assert half.epoch == 3 and half.batch_in_epoch == 1
-    torch.manual_seed(1234)                         # whatever the RNG holds now, the checkpoint restores it
-    rest = Trainer(small(data_root, tmp_path / "b", max_steps=20, **kw))
-    assert rest.status == "resumed" and rest.step == 10
-    rest.result = rest.fit()
-    assert rest.step == 20
-    a, b = _states(full), _states(rest)
-    assert a.keys() == b.keys()
-    diff = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not diff, diff[:5]
-    # and the run really moved: the weights differ from the 10-step ones
-    assert not torch.equal(a["net.regressor.theta0"], _states(half)["net.regressor.theta0"])
-    assert full.history[-1]["loss"] == rest.history[-1]["loss"]
-
-
-def test_resume_refuses_another_setting(data_root, tmp_path):
-    train(small(data_root, tmp_path / "r", losses="kpr", prior="none"))
-    with pytest.raises(ValueError, match="'kpr\\+none' run"):
-        Trainer(small(data_root, tmp_path / "r", losses="mr", prior="none"))
-
-
-def test_nan_guard(data_root, tmp_path):
-    """A non-finite step is skipped and counted; `nan_patience` in a row stop the run, the last good checkpoint intact."""
-    cfg = small(data_root, tmp_path / "run", prior="none", max_steps=12, nan_patience=3, ckpt_every=2)
-    tr = Trainer(cfg)
-    calls = {"n": 0}
-    def poison(mod, inp, out):
-        calls["n"] += 1
-        if calls["n"] == 3 or calls["n"] >= 6: return [o * float("nan") for o in out]
-    tr.net.regressor.register_forward_hook(poison)
-    res = tr.fit()
-    assert res["status"] == "stopped: non-finite" and tr.step == 8 and res["nan_skipped"] == 4
-    assert all(torch.isfinite(p).all() for p in tr.net.parameters())      # skipped steps never touched the weights
-    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    assert ck["step"] == 4                                                  # written before the streak began
-    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
-    net = HybridPoseNet.from_checkpoint(ck)                                  # and it loads
-    assert torch.equal(net.regressor.theta0, ck["model"]["regressor.theta0"])
 
 
 def test_corrupt_image_does_not_stop_training(data_root, tmp_path):
@@ -115,36 +64,6 @@ def test_corrupt_image_does_not_stop_training(data_root, tmp_path):
     res = tr.fit()
     assert res["status"] == "done" and tr.step == 6
     assert sum(res["skipped_images"].values()) >= 1, res
-
-
-def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    p = tmp_path / "checkpoint.pt"
-    atomic_torch_save({"format": CHECKPOINT_FORMAT, "step": 1}, p)
-    def broken(obj, fh, *a, **k):
-        fh.write(b"partial"); raise OSError("disk full")
-    monkeypatch.setattr(torch, "save", broken)
-    with pytest.raises(OSError, match="disk full"):
-        atomic_torch_save({"format": CHECKPOINT_FORMAT, "step": 2}, p)
-    monkeypatch.undo()
-    assert load_checkpoint(p)["step"] == 1 and [f.name for f in tmp_path.iterdir()] == ["checkpoint.pt"]
-    p.write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
-        load_checkpoint(p)
-
-
-def test_time_budget_and_logs(data_root, tmp_path):
-    tr = train(small(data_root, tmp_path / "run", prior="critic", max_steps=1000, time_budget_s=0.01))
-    assert tr.result["status"] == "stopped: time budget" and 1 <= tr.step < 1000
-    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == tr.step
-    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("step,epoch,loss,kpr,mr") and len(rows) == tr.step + 1
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["time_budget_s"] == 0.01
-
-
-def test_missing_data_says_what_to_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="get_lsp.py"):
-        Trainer(TrainConfig(data_root=str(tmp_path), dataset="lsp", body_model="open", backbone="resnet18",
-                            pretrained="no", out_dir=str(tmp_path / "run")))
 
 
 def _ddp_step(cfg: TrainConfig, out: Path, nproc: int) -> dict:
