@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import timeit  # noqa: E402
 from hybrid_pose.body import load_body_model  # noqa: E402
 from hybrid_pose.critic import build_prior  # noqa: E402
-from hybrid_pose.poses import CriticInput, CriticInputLayer, JointLimitSampler  # noqa: E402
+from hybrid_pose.critic import CriticInput, CriticInputLayer  # noqa: E402
+from hybrid_pose.poses import JointLimitSampler  # noqa: E402
 
 
 def main():

@@ -27,7 +27,7 @@ from hybrid_pose.synthetic import generate_synthetic  # noqa: E402
 from hybrid_pose.train import TrainConfig, Trainer  # noqa: E402
 from hybrid_pose.model import decode  # noqa: E402
 from hybrid_pose.losses import keypoint_reprojection_loss, mesh_reprojection_loss  # noqa: E402
-from hybrid_pose.poses import CriticInput  # noqa: E402
+from hybrid_pose.critic import CriticInput  # noqa: E402
 
 
 def main():

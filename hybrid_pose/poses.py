@@ -24,8 +24,7 @@ __all__ = ['log', 'POSE_FILE_PATTERNS', 'JOINT_LIMITS', 'crc32c', 'crc32c_rows',
            'tfrecord_frame', 'write_tfrecord', 'read_tfrecord', 'PoseSet', 'read_mosh_tfrecord', 'read_mosh_pickle',
            'read_amass', 'read_pose_npz', 'read_poses', 'find_pose_files', 'PoseBatch', 'PoseStream', 'save_pose_cache',
            'joint_limits', 'compose_swing_twist', 'swing_twist', 'joint_angles', 'JointLimitSampler',
-           'random_axis_angle', 'LimitViolation', 'joint_limit_violation', 'CriticInput', 'CriticInputLayer',
-           'pose_batches']
+           'random_axis_angle', 'LimitViolation', 'joint_limit_violation', 'pose_batches']
 
 # %% ../nbs/04_poses.ipynb #57871852
 def _crc32c_table() -> np.ndarray:
@@ -603,62 +602,6 @@ def joint_limit_violation(rotmats: Tensor, # (B,24,3,3) (root ignored) or (B,23,
     lo, hi, _ = joint_limits(ang.dtype, ang.device)
     ex = torch.rad2deg(torch.linalg.vector_norm(torch.clamp(lo - ang, min=0) + torch.clamp(ang - hi, min=0), dim=-1))
     return LimitViolation(ex, ex > tol_deg)
-
-# %% ../nbs/04_poses.ipynb #3b3e12ca
-@dataclass
-class CriticInput:
-    "What the critic reads for a batch of poses."
-    joints: Tensor   # (B,14,3) LSP joints, metres, no global translation
-    betas: Tensor    # (B,10)
-    rotmats: Tensor  # (B,23,3,3) local rotations of SMPL joints 1..23
-
-    @classmethod
-    def from_body(cls, out: BodyOutput, # the body model's output for the poses
-                  betas: Tensor) -> CriticInput: # (B,10) the shapes that produced it
-        "Critic inputs from a body-model output (the generator's path)."
-        return cls(out.lsp_joints, betas, out.rotmats[:, 1:])
-    def __len__(self): return self.joints.shape[0]
-    def __getitem__(self, i): return CriticInput(self.joints[i], self.betas[i], self.rotmats[i])
-    def to(self, *a, **k) -> CriticInput: return CriticInput(self.joints.to(*a, **k), self.betas.to(*a, **k), self.rotmats.to(*a, **k))
-    def detach(self) -> CriticInput: return CriticInput(self.joints.detach(), self.betas.detach(), self.rotmats.detach())
-    @staticmethod
-    def cat(items: list) -> CriticInput:
-        return CriticInput(*(torch.cat([getattr(x, k) for x in items]) for k in ("joints", "betas", "rotmats")))
-
-class CriticInputLayer(nn.Module):
-    "Poses and shapes -> critic inputs, skinning only the vertices the LSP joints need."
-    def __init__(self, body: BodyModel):
-        super().__init__()
-        self.parents = body.parents
-        self.register_buffer("J_template", body.J_regressor @ body.v_template)                       # (24,3)
-        self.register_buffer("J_dirs", torch.einsum("jv,vdk->jdk", body.J_regressor, body.shapedirs))  # (24,3,10)
-        if body.lsp_regressor is not None:
-            ids = torch.nonzero(body.lsp_regressor.abs().sum(0) > 0).flatten()
-            self.register_buffer("lsp_weights", body.lsp_regressor[:, ids])
-        else:
-            ids, self.lsp_weights = body.head_top_ids, None
-        self.register_buffer("ids", ids)
-        self.register_buffer("v_template", body.v_template[ids])
-        self.register_buffer("shapedirs", body.shapedirs[ids])
-        self.register_buffer("weights", body.weights[ids])
-        self.register_buffer("posedirs", body.posedirs.reshape(207, -1, 3)[:, ids].reshape(207, -1) if body.has_posedirs else None)
-
-    def forward(self, pose: Tensor, # (B,72) axis-angle, root first
-                betas: Tensor, # (B,10)
-               ) -> CriticInput:
-        B = pose.shape[0]
-        rotmats = batch_rodrigues(pose.reshape(-1, 3)).reshape(B, 24, 3, 3)
-        J = self.J_template + torch.einsum("jdk,bk->bjd", self.J_dirs, betas)
-        v = self.v_template + torch.einsum("vdk,bk->bvd", self.shapedirs, betas)
-        if self.posedirs is not None:
-            eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
-            v = v + ((rotmats[:, 1:] - eye).reshape(B, -1) @ self.posedirs).reshape(B, -1, 3)
-        joints, A = batch_rigid_transform(rotmats, J, self.parents, dtype=pose.dtype)
-        T = (self.weights @ A.reshape(B, 24, 16)).reshape(B, -1, 4, 4)
-        v = (T[..., :3, :3] @ v.unsqueeze(-1)).squeeze(-1) + T[..., :3, 3]
-        if self.lsp_weights is not None: lsp = torch.einsum("lv,bvd->bld", self.lsp_weights, v)
-        else: lsp = torch.cat([joints[:, SMPL_TO_LSP], v.mean(1, keepdim=True)], 1)
-        return CriticInput(lsp, betas, rotmats[:, 1:])
 
 # %% ../nbs/04_poses.ipynb #0c456b5a
 def pose_batches(source="sampler", # "sampler", or pose files (a folder, a file, a list) for a `PoseStream`

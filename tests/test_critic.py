@@ -12,7 +12,8 @@ from hybrid_pose.critic import (KCS_PARENTS, PRIORS, Critic, HMRDiscriminator, H
                                 canonical_joints, critic_loss, generator_adversarial_loss, gradient_penalty, kcs_incidence,
                                 kcs_matrix, lsgan_discriminator_loss, lsgan_generator_loss, prior_options, register_prior,
                                 separation_accuracy)
-from hybrid_pose.poses import CriticInput, CriticInputLayer, JointLimitSampler, random_axis_angle
+from hybrid_pose.critic import CriticInput, CriticInputLayer
+from hybrid_pose.poses import JointLimitSampler, random_axis_angle
 
 
 def random_rotations(n, g):
