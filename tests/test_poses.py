@@ -251,11 +251,12 @@ def test_violation_names_the_joint_and_size():
 
 def test_critic_input_layer_matches_body():
     from hybrid_pose.body import load_body_model
+    from hybrid_pose.critic import CriticInput, CriticInputLayer
     body = load_body_model("open", dtype=torch.float64)
-    layer = P.CriticInputLayer(body)
+    layer = CriticInputLayer(body)
     pose, betas = P.JointLimitSampler().sample(6, torch.Generator().manual_seed(2))
     pose, betas = pose.double(), betas.double()
     a, out = layer(pose, betas), body(pose, betas)
     torch.testing.assert_close(a.joints, out.lsp_joints, atol=1e-10, rtol=0)
     torch.testing.assert_close(a.rotmats, out.rotmats[:, 1:])
-    torch.testing.assert_close(P.CriticInput.from_body(out, betas).joints, a.joints, atol=1e-10, rtol=0)
+    torch.testing.assert_close(CriticInput.from_body(out, betas).joints, a.joints, atol=1e-10, rtol=0)
