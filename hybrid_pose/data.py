@@ -22,6 +22,7 @@ from .camera import crop_pixels_to_image, crop_to_pixels, image_to_crop_pixels, 
 from .render import PART_NAMES
 
 log = logging.getLogger("hybrid_pose")
+from .cli import UsageError
 
 # %% auto #0
 __all__ = ['log', 'SOURCES', 'CROP_SIZE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LSP_BONES', 'GET_COMMANDS', 'JOINTS_LAYOUTS',
@@ -45,7 +46,7 @@ GET_COMMANDS = {"lsp": "python data_scripts/get_lsp.py --data-root {root}",
                 "synthetic": "python -m hybrid_pose.synthetic --out {root}/synthetic"}
 
 # %% ../nbs/06_data.ipynb #e35c08a6
-class DataError(ValueError):
+class DataError(UsageError):   # a ValueError the command line reports in one line
     "Bad data on disk: the message names the file, what was expected and the fix."
     def __init__(self, path, # the offending file (or the whole message, when re-raised from a worker)
                  problem: str = "", # what is wrong with it

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_evaluate.ipynb #95087aad
 from __future__ import annotations
-import csv, itertools, math, warnings
+import csv, itertools, math, sys, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -25,7 +25,7 @@ __all__ = ['PCK_REFS', 'LSP_PELVIS', 'TRUTH_HELP', 'PCK_LEVELS', 'pck', 'root_ce
            'similarity_transform', 'procrustes_align', 'pa_mpjpe', 'confusion_matrix', 'silhouette_confusion',
            'part_confusion', 'f1_scores', 'pixel_accuracy', 'load_truth', 'truth_rows', 'flip_joints3d',
            'theta_from_truth', 'TruthModel', 'BatchScores', 'score_batch', 'paper_numbers', 'summarize', 'EvalResult',
-           'evaluate', 'confusion_image']
+           'evaluate', 'confusion_image', 'evaluate_command']
 
 # %% ../nbs/10_evaluate.ipynb #3c729c33
 PCK_REFS = {"crop": None, "torso": (9, 2), "head": (12, 13)}  # ref -> the two GT joints whose distance is L (None: crop side)
@@ -578,3 +578,30 @@ def confusion_image(pred: Tensor, # (H,W) bool predicted silhouette
     col = np.zeros((*p.shape, 3)); col[p & g] = (0.1, 0.75, 0.2); col[p & ~g] = (0.9, 0.1, 0.1); col[~p & g] = (0.1, 0.3, 0.95)
     a = np.where((p | g)[..., None], alpha, 0.0)
     return base * (1 - a) + col * a
+
+# %% ../nbs/10_evaluate.ipynb #b319b484
+def evaluate_command(a) -> int:
+    "`hybrid-pose evaluate` (arguments: checkpoint_pos/checkpoint, data_root, dataset, split, out, device, batch_size, workers, body_model, no_progress)."
+    from hybrid_pose.checkpoint import Checkpoint
+    from hybrid_pose.cli import EXIT_OK, UsageError
+    from hybrid_pose.data import PoseDataset, make_loader
+    if a.batch_size < 1 or a.workers < 0: raise UsageError(f"--batch-size must be >= 1 and --workers >= 0; got {a.batch_size}, {a.workers}")
+    path = a.checkpoint or a.checkpoint_pos
+    if not path: raise UsageError("which checkpoint? pass a run folder or its checkpoint.pt (e.g. `hybrid-pose evaluate runs/quick`)")
+    ck = Checkpoint.load(path)
+    device = resolve_device(a.device)
+    net = ck.network().to(device).eval()
+    body = ck.body_model(a.body_model, a.data_root, device)
+    root, dataset = Path(a.data_root or ck.data_root), a.dataset or ck.val_dataset
+    ds = PoseDataset(root, dataset=dataset, split=a.split, augment=False, size=ck.image_size)
+    if len(ds) == 0:
+        raise UsageError(f"no {dataset}/{a.split} samples under {root}; check --data-root, or make synthetic data "
+                         f"with `hybrid-pose synth --out {root / 'synthetic'}` (see data_scripts/ for LSP/LSPe/UP)")
+    print(f"evaluating {ck.path} ({ck.trained_on}) on {dataset}/{a.split} under {root}: {len(ds)} images", file=sys.stderr)
+    res = evaluate(net, body, make_loader(ds, batch_size=a.batch_size, shuffle=False, num_workers=a.workers),
+                   device=device, progress=not a.no_progress)
+    print(res.to_markdown())
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        res.to_csv(a.out); print(f"wrote {a.out}")
+    return EXIT_OK

@@ -21,6 +21,7 @@ from .model import HybridPoseNet, decode
 from .checkpoint import Checkpoint, CheckpointError, save_network
 from .render import overlay as blend, rasterize, shade
 from .viz import atomic_write
+from .cli import EXIT_OK, EXIT_USAGE, UsageError
 
 # %% auto #0
 __all__ = ['IMAGE_HELP', 'IMAGE_SUFFIXES', 'BBOX_SCALE', 'MAX_BBOX_COORD', 'MAX_CROP_RATIO', 'UNTRAINED_WARNING',
@@ -31,7 +32,7 @@ __all__ = ['IMAGE_HELP', 'IMAGE_SUFFIXES', 'BBOX_SCALE', 'MAX_BBOX_COORD', 'MAX_
            'add_footnote', 'save_params_json', 'save_overlay', 'predict_command']
 
 # %% ../nbs/11_predict.ipynb #60a43ef7
-class PredictError(ValueError):
+class PredictError(UsageError):   # a ValueError the command line reports in one line
     "A problem with the user's input (file, checkpoint, box, device): the message names it and says how to fix it."
 
 def _first_line(e: BaseException, n: int = 200) -> str:
@@ -612,5 +613,5 @@ def predict_command(a, # parsed `hybrid-pose predict` arguments: images, checkpo
             bar.update(1)
     if failed:
         print(f"hybrid-pose predict: {failed} of {len(paths)} images failed (see above)", file=sys.stderr)
-        return 2                                                   # hybrid_pose.cli.EXIT_USAGE
-    return 0
+        return EXIT_USAGE
+    return EXIT_OK

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_synthetic.ipynb #669f150c
 from __future__ import annotations
-import argparse, io, math, os, sys, zipfile
+import io, math, os, sys, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +22,13 @@ from .camera import project
 from .poses import JointLimitSampler
 from .render import rasterize, shade, part_segmentation, body_part_labels
 from .viz import atomic_write
+from .cli import EXIT_OK, UsageError, main as cli_main
 
 # %% auto #0
 __all__ = ['TRUTH_KEYS', 'SyntheticConfig', 'image_rng', 'sample_root', 'sample_parameters', 'frame_person', 'to_image',
            'joint_visibility', 'background', 'SyntheticPerson', 'screen_window', 'render_person', 'make_person',
            'visibility_of', 'npz_bytes', 'mat_bytes', 'synthetic_paths', 'write_person', 'is_complete', 'assemble',
-           'generate_synthetic', 'main']
+           'generate_synthetic', 'synth_command', 'main']
 
 # %% ../nbs/07_synthetic.ipynb #048e01f9
 @dataclass
@@ -320,9 +321,15 @@ def generate_synthetic(out="data/synthetic", # data_root/synthetic
     return dict(made=made, skipped=skipped, total=assemble(out, seed))
 
 # %% ../nbs/07_synthetic.ipynb #3687cbd3
+def synth_command(a) -> int:
+    "`hybrid-pose synth` (arguments: n, out, seed, start, overwrite, no_progress)."
+    if a.n < 0 or a.start < 1: raise UsageError(f"--n must be >= 0 and --start >= 1; got --n {a.n} --start {a.start}")
+    r = generate_synthetic(a.out, a.n, a.seed, a.start, progress=not a.no_progress, overwrite=a.overwrite)
+    print(f"made {r['made']}, skipped {r['skipped']} (already complete); {Path(a.out) / 'joints.mat'} holds {r['total']} images")
+    return EXIT_OK
+
 def main(argv=None) -> int:
     "`python -m hybrid_pose.synthetic ARGS` is `hybrid-pose synth ARGS`: one parser, in `hybrid_pose.cli`."
-    from hybrid_pose.cli import main as cli_main
     return cli_main(["synth", *(sys.argv[1:] if argv is None else argv)])
 
 if __name__ == "__main__" and "__file__" in globals(): sys.exit(main())  # `python -m`, not a notebook kernel
