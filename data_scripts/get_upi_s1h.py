@@ -11,7 +11,7 @@ extracted from it. Members are extracted into data/.partial-upi-s1h/ (an interru
 done), each member's CRC is checked, then the counts (LSP silhouettes and part masks for im1001-2000, 8642 LSPe
 silhouettes), pixel values (silhouettes 0/255, parts 0-6/255) and sizes (each mask the size of its image, when
 data/lsp and data/lspet are there) are verified before the folder is renamed to data/upi-s1h.
-Sources: shared/reference/data_sources.md §3. Licence: "for research purposes"; cite Lassner et al., CVPR 2017.
+Source: the UP-3D/UPi-S1h release of Lassner et al. (CVPR 2017). Licence: "for research purposes"; cite Lassner et al., CVPR 2017.
 
 Exit status: 0 installed or already present, 1 verification failed (nothing installed), 2 download failed.
 """

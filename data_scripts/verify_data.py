@@ -3,7 +3,7 @@
 
     python data_scripts/verify_data.py [--data-root data] [--datasets lsp lspet upi-s1h synthetic] [--deep] [--licensed]
 
-Checks (hybrid_pose.datacheck.verify_data_root; shared/reference/data_sources.md §9): LSP 2000 images + joints
+Checks (hybrid_pose.datacheck.verify_data_root): LSP 2000 images + joints
 (3, 14, 2000); LSPe 10000 images + joints (14, 3, 10000); UPi-S1h LSP silhouettes and part masks (im1001-2000 at
 least), 8642 LSPe silhouettes, pixel values, each mask the size of its image; synthetic: LSP layout with a silhouette
 per image. With --licensed also the SMPL model, MoSh poses and AMASS, printing what to register for when missing.

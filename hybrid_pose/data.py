@@ -141,7 +141,7 @@ def scan_numbered(folders, # a folder or a list of folders (missing ones are ign
 # %% ../nbs/06_data.ipynb #feb31533
 @dataclass
 class SourceLayout:
-    "Where one source's files live under `data_root` (the layout of DESIGN.md)."
+    "Where one source's files live under `data_root` (the layout in the README and this notebook)."
     name: str # "lsp", "lspet" or "synthetic"
     images: Path # folder of imNNNN.jpg/.png
     joints: Path # its joints.mat
@@ -286,7 +286,7 @@ def find_records(data_root="data", # the folder holding lsp/, lspet/, upi-s1h/, 
     if not records:
         cmds = "; ".join(f"`{source_layout(root, s).get}`" for s in parse_dataset(dataset))
         raise DataError(root, f"holds no usable {dataset!r} {split!r} samples ({report})",
-                        "the layout of DESIGN.md (lsp/, lspet/, upi-s1h/, synthetic/)",
+                        "the layout data_root/{lsp,lspet,upi-s1h,synthetic}/ (lsp/, lspet/, upi-s1h/, synthetic/)",
                         f"run {cmds} and `{GET_COMMANDS['upi-s1h'].format(root=root)}`, then "
                         f"`python data_scripts/verify_data.py --data-root {root}`", "empty")
     return records, report
@@ -480,7 +480,7 @@ class EpochSampler(Sampler):
 class PoseDataset(Dataset):
     "LSP / LSPe / synthetic people as 224-px crops with keypoints and masks: augmented as the authors did, or deterministic."
     def __init__(self,
-                 data_root="data", # the folder holding lsp/, lspet/, upi-s1h/, synthetic/ (DESIGN.md)
+                 data_root="data", # the folder holding lsp/, lspet/, upi-s1h/, synthetic/
                  dataset: str = "lsp+lspet", # "lsp", "lsp+lspet" (the paper's), "synthetic", or other "+"-joined sources
                  split: str = "train", # "train", "val" or "all"
                  augment: bool|None = None, # random jitter, scale and flip; default: split == "train"
