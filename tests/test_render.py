@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from hybrid_pose.render import overlay, part_segmentation, rasterize, silhouette, soft_silhouette, to_screen
+from hybrid_pose.render import (Fragments, interpolate, overlay, part_segmentation, rasterize, silhouette, soft_silhouette,
+                                to_screen)
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def brute_force(vs, faces, H, W):
