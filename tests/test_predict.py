@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from hybrid_pose import predict as P  # noqa: E402
 from hybrid_pose import cli  # noqa: E402
 from hybrid_pose.checkpoint import save_network  # noqa: E402
-from hybrid_pose.data import crop_image, normalize_image, read_joints  # noqa: E402
+from hybrid_pose.data import crop_image, normalize_image  # noqa: E402
 from hybrid_pose.model import HybridPoseNet, mean_theta  # noqa: E402
 from hybrid_pose.synthetic import generate_synthetic  # noqa: E402
 
