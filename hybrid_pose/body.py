@@ -4,22 +4,22 @@
 
 # %% ../nbs/00_body.ipynb #ff9a32e8
 from __future__ import annotations
-import json, logging, os
+import json, logging, os, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
-from .smpl_file import SMPL_DOWNLOAD_HELP, SMPL_PARENTS
+from smplx.lbs import batch_rodrigues, blend_shapes, vertices2joints
+from .smpl_file import SMPL_DOWNLOAD_HELP, SMPL_PARENTS, SMPL_V110_HELP
 
 log = logging.getLogger("hybrid_pose")
 
 # %% auto #0
 __all__ = ['log', 'SMPL_JOINT_NAMES', 'LSP_JOINT_NAMES', 'SMPL_TO_LSP', 'LSP_FLIP', 'ASSETS', 'OPEN_MODEL_PATH', 'SMPL_ENV',
-           'SMPL_HELP', 'read_model_file', 'BodyOutput', 'BodyModel', 'resolve_device', 'find_smpl_file',
-           'load_body_model', 'example_poses']
+           'SMPL_HELP', 'read_model_file', 'rigid_transforms', 'BodyOutput', 'BodyModel', 'resolve_device',
+           'find_smpl_file', 'load_body_model', 'KeypointDefinitionWarning', 'lsp_definition_gap', 'example_poses']
 
 # %% ../nbs/00_body.ipynb #c0f37a7a
 SMPL_JOINT_NAMES = [
@@ -68,6 +68,13 @@ def read_model_file(path, # an SMPL-layout `.npz`
     sd = arrays["shapedirs"]
     if sd.ndim != 3 or sd.shape[:2] != (V, 3) or sd.shape[2] < 10:
         raise ValueError(f"{path}: `shapedirs` has shape {sd.shape}, expected ({V}, 3, K) with K >= 10.")
+    space = str(arrays.get("shape_space", ""))
+    if space == "smpl-v1.1.0":
+        warnings.warn(f"{path} is SMPL v1.1.0 (converted with allow_v1_1): its first 10 shape components are not "
+                      f"HMR's/MoSh's betas. {SMPL_V110_HELP}.", UserWarning, stacklevel=3)
+    elif sd.shape[2] >= 300:
+        raise ValueError(f"{path}: `shapedirs` has {sd.shape[2]} shape components, so it is SMPL v1.1.0; refused. "
+                         f"{SMPL_V110_HELP} with data_scripts/convert_smpl.py.")
     if "posedirs" in arrays and arrays["posedirs"].shape != (V, 3, 207):
         raise ValueError(f"{path}: `posedirs` has shape {arrays['posedirs'].shape}, expected ({V}, 3, 207).")
     f = arrays["f"]
@@ -76,6 +83,25 @@ def read_model_file(path, # an SMPL-layout `.npz`
     if "cocoplus_regressor" in arrays and arrays["cocoplus_regressor"].shape[1:] != (V,):
         raise ValueError(f"{path}: `cocoplus_regressor` has shape {arrays['cocoplus_regressor'].shape}, expected (19, {V}).")
     return arrays
+
+# %% ../nbs/00_body.ipynb #d8a88e11
+def rigid_transforms(rotmats: Tensor, # (B,J,3,3) rotation of each joint relative to its parent
+                     joints: Tensor, # (B,J,3) rest-pose joints, metres
+                     parents, # J Python ints, parents[0] = -1, every parent before its child
+                    ) -> tuple: # posed joints (B,J,3) and skinning transforms A (B,J,4,4)
+    "Forward kinematics of a kinematic tree, with no host synchronisation."
+    parents = tuple(int(p) for p in parents)
+    B, n = joints.shape[:2]
+    rel = torch.cat([joints[:, :1], joints[:, 1:] - joints[:, list(parents[1:])]], 1)      # (B,J,3)
+    T = torch.cat([rotmats, rel[..., None]], -1)                                         # (B,J,3,4)
+    bottom = T.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(B, n, 1, 4)
+    T = torch.cat([T, bottom], -2)                                                       # (B,J,4,4)
+    chain = [T[:, 0]]
+    for i in range(1, n): chain.append(chain[parents[i]] @ T[:, i])
+    G = torch.stack(chain, 1)                                                            # (B,J,4,4) world transforms
+    posed = G[..., :3, 3]
+    top = torch.cat([G[..., :3, :3], (posed - (G[..., :3, :3] @ joints[..., None])[..., 0])[..., None]], -1)
+    return posed, torch.cat([top, G[..., 3:, :]], -2)                                      # A_k = G_k [I | -J_k]
 
 # %% ../nbs/00_body.ipynb #14502c41
 @dataclass
@@ -87,7 +113,7 @@ class BodyOutput:
     rotmats: Tensor    # (B,24,3,3) joint rotations relative to the parent (root first)
 
 class BodyModel(nn.Module):
-    "SMPL-layout body model posed by smplx's linear blend skinning."
+    "SMPL-layout body model posed by linear blend skinning (smplx's blend shapes, our sync-free tree walk)."
     def __init__(self, arrays: dict, # SMPL-layout arrays, see `read_model_file`
                  name: str = "body", # "open", "smpl" or the file it came from
                  num_betas: int = 10):
@@ -105,7 +131,8 @@ class BodyModel(nn.Module):
         self.register_buffer("faces", torch.as_tensor(np.asarray(arrays["f"], dtype=np.int64)))
         parents = np.asarray(arrays["kintree_table"])[0].astype(np.int64)
         parents[0] = -1
-        self.parents = torch.as_tensor(parents)  # stays on the CPU: smplx walks the tree in Python
+        self.parents = torch.as_tensor(parents)  # (24,) CPU tensor, for callers of smplx's functions
+        self.parent_ids = tuple(int(p) for p in parents)  # Python ints: the tree walk reads nothing from the device
         if "cocoplus_regressor" in arrays:
             self.register_buffer("lsp_regressor", f32("cocoplus_regressor")[:14].contiguous())
         else:
@@ -120,9 +147,13 @@ class BodyModel(nn.Module):
     @property
     def num_vertices(self) -> int: return self.v_template.shape[0]
 
+    @property
+    def lsp_definition(self) -> str: # "cocoplus" (HMR's regressor on the posed mesh) or "smpl_joints+head_top"
+        return "cocoplus" if self.lsp_regressor is not None else "smpl_joints+head_top"
+
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, vertices={self.num_vertices}, faces={len(self.faces)}, betas={self.num_betas}, "
-                f"pose_correctives={self.has_posedirs}, lsp_from={'cocoplus' if self.lsp_regressor is not None else 'joints+head_top'}")
+                f"pose_correctives={self.has_posedirs}, lsp_joints={self.lsp_definition}")
 
     def _check(self, pose: Tensor, betas: Tensor):
         dt, dev = self.v_template.dtype, self.v_template.device
@@ -155,15 +186,17 @@ class BodyModel(nn.Module):
         if self.has_posedirs:
             eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
             v_shaped = v_shaped + ((rotmats[:, 1:] - eye).reshape(B, -1) @ self.posedirs).reshape(B, -1, 3)
-        joints, A = batch_rigid_transform(rotmats, J, self.parents, dtype=pose.dtype)
+        joints, A = rigid_transforms(rotmats, J, self.parent_ids)
         T = (self.weights @ A.reshape(B, 24, 16)).reshape(B, -1, 4, 4)
         verts = (T[..., :3, :3] @ v_shaped.unsqueeze(-1)).squeeze(-1) + T[..., :3, 3]
-        if self.lsp_regressor is not None:
-            lsp = vertices2joints(self.lsp_regressor, verts)
-        else:
-            head_top = verts[:, self.head_top_ids].mean(1, keepdim=True)
-            lsp = torch.cat([joints[:, SMPL_TO_LSP], head_top], 1)
+        lsp = vertices2joints(self.lsp_regressor, verts) if self.lsp_regressor is not None else self.skeleton_lsp(verts, joints)
         return BodyOutput(vertices=verts, joints=joints, lsp_joints=lsp, rotmats=rotmats)
+
+    def skeleton_lsp(self, vertices: Tensor, # (B,V,3) posed mesh
+                     joints: Tensor, # (B,24,3) posed SMPL joints
+                    ) -> Tensor: # (B,14,3) LSP-14 as SMPL joints + the head-top vertices' mean
+        "LSP-14 by the `smpl_joints+head_top` definition (whatever the model's own definition)."
+        return torch.cat([joints[:, SMPL_TO_LSP], vertices[:, self.head_top_ids].mean(1, keepdim=True)], 1)
 
 # %% ../nbs/00_body.ipynb #1c2b8b4d
 def resolve_device(device=None # None/"cpu", "auto" (CUDA if available), "cuda", "cuda:1" or a torch.device
@@ -207,7 +240,27 @@ def load_body_model(name: str = "auto", # "open", "smpl", "auto" or a path to an
             raise ValueError(f"body model {name!r} is neither a name ('open', 'smpl', 'auto') nor an SMPL-layout .npz file; "
                              "use one of those names or the path of an .npz")
     model = BodyModel(read_model_file(path), name=label)
+    if model.lsp_regressor is None and Path(path).resolve() != OPEN_MODEL_PATH.resolve():
+        warnings.warn(f"{path} has no cocoplus_regressor, so its LSP-14 keypoints are SMPL's joints + the head-top "
+                      "vertices, not the cocoplus keypoints HMR and the authors used (the hips differ most); KPR/PCK are "
+                      "then not comparable with theirs. Convert HMR's neutral_smpl_with_cocoplus_reg.pkl to get them.",
+                      KeypointDefinitionWarning, stacklevel=2)
     return model.to(device=resolve_device(device), dtype=dtype)
+
+class KeypointDefinitionWarning(UserWarning):
+    "A body model's LSP-14 keypoints are not the cocoplus ones (shown once per file by Python's default filter)." 
+
+# %% ../nbs/00_body.ipynb #faa3a5d2
+def lsp_definition_gap(body: BodyModel, # a model with a cocoplus regressor
+                       pose: Tensor, # (B,72) axis-angle
+                       betas: Tensor, # (B,10)
+                      ) -> Tensor: # (B,14) distance between the two definitions of each LSP joint, mm
+    "Per-joint distance between the cocoplus LSP-14 keypoints and the skeleton + head-top ones."
+    if body.lsp_regressor is None:
+        raise ValueError(f"lsp_definition_gap: the body model {body.name!r} has no cocoplus_regressor, so only one "
+                         "definition exists; convert HMR's neutral_smpl_with_cocoplus_reg.pkl to compare them")
+    out = body(pose, betas)
+    return 1000 * torch.linalg.vector_norm(out.lsp_joints - body.skeleton_lsp(out.vertices, out.joints), dim=-1)
 
 # %% ../nbs/00_body.ipynb #2687e651
 def example_poses() -> dict: # name -> (72,) axis-angle, SMPL joint order

@@ -25,8 +25,9 @@ except ImportError:  # NumPy < 1.26
 
 # %% auto #0
 __all__ = ['SMPL_DOWNLOAD_HELP', 'SMPL_PARENTS', 'ROOT_PARENT_SENTINEL', 'SMPL_NUM_JOINTS', 'SMPL_NUM_POSE_BASIS',
-           'COCOPLUS_NUM_JOINTS', 'SMPL_NPZ_KEYS', 'ChumpyStub', 'RestrictedUnpickler', 'load_smpl_pkl',
-           'write_smpl_like_pkl', 'clean_smpl_arrays', 'convert_smpl']
+           'COCOPLUS_NUM_JOINTS', 'SMPL_NPZ_KEYS', 'SMPL_V110_COMPONENTS', 'SMPL_V110_HELP', 'ChumpyStub',
+           'RestrictedUnpickler', 'load_smpl_pkl', 'write_smpl_like_pkl', 'smpl_shape_space', 'clean_smpl_arrays',
+           'convert_smpl']
 
 # %% ../nbs/00a_smpl_file.ipynb #ddbd0e27
 class ChumpyStub:
@@ -295,6 +296,19 @@ SMPL_NUM_JOINTS = 24
 SMPL_NUM_POSE_BASIS = 9 * (SMPL_NUM_JOINTS - 1)  # 207
 COCOPLUS_NUM_JOINTS = 19
 SMPL_NPZ_KEYS = ('v_template', 'shapedirs', 'posedirs', 'J_regressor', 'weights', 'kintree_table', 'f')  # + optional cocoplus_regressor
+SMPL_V110_COMPONENTS = 300  # shape components of SMPL v1.1.0 (v1.0.0: 10)
+SMPL_V110_HELP = ("SMPL v1.1.0 (300 shape components) has another shape space than the v1.0.0 gender-neutral model that "
+                  "HMR's mean shape, MoSh's betas and the cocoplus regressor belong to: its first 10 components are not "
+                  "those betas. Download SMPLify's basicModel_neutral_lbs_10_207_0_v1.0.0.pkl (SMPLIFY_CODE_V2.ZIP from "
+                  "https://smplify.is.tue.mpg.de) or HMR's neutral_smpl_with_cocoplus_reg.pkl and convert that one")
+
+
+def smpl_shape_space(num_components:int, # K, the last dimension of `shapedirs`
+                     source:str|Path='', # the file name (official v1.1.0 names end in `_v1.1.0.pkl`)
+                    )->str: # "smpl-v1.1.0" or "smpl-v1.0.0"
+    "Which SMPL shape space a model file is in: v1.1.0 by its 300 components or its name, else v1.0.0."
+    v11 = int(num_components) >= SMPL_V110_COMPONENTS or 'v1.1' in Path(str(source)).name.lower()
+    return 'smpl-v1.1.0' if v11 else 'smpl-v1.0.0'
 
 
 def _expect(source, key, a, expected, V=None):
@@ -359,11 +373,17 @@ def clean_smpl_arrays(
 def convert_smpl(
     pkl_path:str|Path, # official SMPL model `.pkl` (or HMR's `neutral_smpl_with_cocoplus_reg.pkl`)
     out_path:str|Path, # the `.npz` to write, e.g. `data/smpl/SMPL_NEUTRAL.npz` (folders are created)
+    allow_v1_1:bool=False, # convert an SMPL v1.1.0 file anyway (recorded as `shape_space`; see above)
 )->Path: # `out_path`
     "Convert an official SMPL `.pkl` to a clean `.npz` (no pickles inside) in SMPL's array layout."
     out = Path(out_path)
     if out.suffix != '.npz': raise ValueError(f"{out}: the output must be a .npz file")
     arrays = clean_smpl_arrays(load_smpl_pkl(pkl_path), source=pkl_path)
+    space = smpl_shape_space(arrays['shapedirs'].shape[-1], pkl_path)
+    if space == 'smpl-v1.1.0' and not allow_v1_1:
+        raise ValueError(f"{pkl_path}: an SMPL v1.1.0 file ({arrays['shapedirs'].shape[-1]} shape components, name "
+                         f"{Path(pkl_path).name!r}); refused. {SMPL_V110_HELP} (or pass allow_v1_1=True to convert it anyway).")
+    arrays['shape_space'] = np.array(space)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent)
     try:
