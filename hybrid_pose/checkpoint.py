@@ -4,21 +4,21 @@
 
 # %% ../nbs/08a_checkpoint.ipynb #fab472d1
 from __future__ import annotations
-import hashlib
+import hashlib, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .body import BodyModel, load_body_model
+from .body import BodyModel, KeypointDefinitionWarning, load_body_model
 from .model import HybridPoseNet
 from .viz import atomic_write
 from .cli import EXIT_OK, UsageError
 
 # %% auto #0
 __all__ = ['FORMAT', 'WEIGHTS_FORMAT', 'OLD_FORMATS', 'REQUIRED', 'CheckpointError', 'state_digest', 'save', 'checkpoint_file',
-           'read', 'default_val_dataset', 'Checkpoint', 'export_command', 'save_network']
+           'read', 'default_val_dataset', 'body_record', 'Checkpoint', 'export_command', 'save_network']
 
 # %% ../nbs/08a_checkpoint.ipynb #60650ccd
 FORMAT = "hybrid_pose/2"                  # a training checkpoint (`checkpoint.pt`): everything needed to resume
@@ -110,6 +110,10 @@ def default_val_dataset(dataset: str, # the training sources, e.g. "lsp+lspet" o
     if val_dataset: return val_dataset
     return "synthetic" if dataset.split("+") == ["synthetic"] else "lsp"
 
+def body_record(body: BodyModel) -> dict:
+    "What a checkpoint records about its body model: name, source file, LSP-14 keypoint definition."
+    return dict(name=body.name, file=str(body.metadata.get("source", "")), lsp_joints=body.lsp_definition)
+
 @dataclass
 class Checkpoint:
     "A checkpoint read and verified by `read`, with what its readers need."
@@ -140,6 +144,12 @@ class Checkpoint:
     @property
     def body_name(self) -> str: return str(self.data["body"].get("name") or self.config.get("body_model") or "auto")
     @property
+    def lsp_definition(self) -> str:
+        "The LSP-14 definition the weights were trained with: 'cocoplus', 'smpl_joints+head_top' or 'unrecorded'."
+        rec = self.data["body"].get("lsp_joints")
+        if rec: return str(rec)
+        return "smpl_joints+head_top" if self.body_name == "open" else "unrecorded"   # older checkpoints
+    @property
     def trained_on(self) -> str:
         "E.g. 'trained: 2,000 steps, both+critic on synthetic (open body model)'."
         return f"trained: {self.step:,} steps, {self.setting} on {self.dataset or '?'} ({self.body_name} body model)"
@@ -162,8 +172,13 @@ class Checkpoint:
     def body_model(self, override=None, # a body model name/path to use instead (None: the one it was trained with)
                    data_root=None, device=None) -> BodyModel:
         "The body model the run trained with (β only means something in its own shape space), or `override`."
-        if isinstance(override, BodyModel): return override.to(device) if device is not None else override
-        return load_body_model(str(override or self.body_name), data_root=data_root or self.data_root, device=device)
+        if isinstance(override, BodyModel): body = override.to(device) if device is not None else override
+        else: body = load_body_model(str(override or self.body_name), data_root=data_root or self.data_root, device=device)
+        if self.lsp_definition not in ("unrecorded", body.lsp_definition):
+            warnings.warn(f"checkpoint {self.path} was trained with {self.lsp_definition} LSP keypoints, but the body model "
+                          f"{body.name!r} gives {body.lsp_definition} ones; its keypoint numbers will not match its training. "
+                          "Use the body model it was trained with.", KeypointDefinitionWarning, stacklevel=2)
+        return body
 
     def export(self, out, # the weights file to write (e.g. runs/x/weights.pt)
               ) -> Path:
@@ -184,10 +199,12 @@ def export_command(a) -> int:
 def save_network(net: HybridPoseNet, # a network made or changed by hand (an oracle, converted weights, ...)
                  path, # the weights file to write
                  config: dict|None = None, # TrainConfig fields worth recording (img_size, body_model, dataset, ...)
-                 body: str = "open", # the body model its Θ is meant for
+                 body: str|BodyModel = "open", # the body model its Θ is meant for (a name, or the model itself)
                  step: int = 0, setting: str = "by hand", # what trained it
                 ) -> Path:
     "A weights file (`WEIGHTS_FORMAT`) for a network that no training run wrote: what `predict` and `evaluate` read."
-    cfg = {"img_size": 224, "body_model": body} | dict(config or {})
+    if isinstance(body, BodyModel): rec = body_record(body)
+    else: rec = dict(name=body, file="", **({"lsp_joints": "smpl_joints+head_top"} if body == "open" else {}))
+    cfg = {"img_size": 224, "body_model": rec["name"]} | dict(config or {})
     return save(dict(format=WEIGHTS_FORMAT, model_config=net.config, model=net.state_dict(), weights=net.weights,
-                     config=cfg, body=dict(name=body, file=""), step=step, setting=setting), path)
+                     config=cfg, body=rec, step=step, setting=setting), path)
