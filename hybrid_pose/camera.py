@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['project', 'crop_to_pixels', 'pixels_to_crop', 'crop_pixels_to_image', 'image_to_crop_pixels', 'weak_to_perspective',
-           'perspective_to_weak', 'perspective_project']
+           'perspective_to_weak', 'perspective_project', 'fit_weak_perspective']
 
 # %% ../nbs/01_camera.ipynb #0f179e62
 import torch
@@ -126,3 +126,28 @@ def perspective_project(
     f = _like(focal, points)[..., None, None]
     X = points + transl[..., None, :]
     return f * X[..., :2] / X[..., 2:] + size / 2
+
+# %% ../nbs/01_camera.ipynb #67008234
+def fit_weak_perspective(
+    points: Tensor,    # (B,N,3) metres, camera-aligned body frame
+    keypoints: Tensor, # (B,N,2) crop units, or (B,N,3) with visibility 0/1 last
+    default=(0.9, 0., 0.), # (s, tx, ty) where the fit is undefined
+    min_scale: float = 1e-3, # slopes below this count as undefined
+) -> Tensor:           # (B,3) the least-squares camera (s, tx, ty)
+    "The weak-perspective camera that best maps `points` onto the visible `keypoints` (closed form)."
+    _check(points, 3, "points", "fit_weak_perspective", "(B,N,3)", ndim=3)
+    if keypoints.ndim != 3 or keypoints.shape[-1] not in (2, 3) or keypoints.shape[:2] != points.shape[:2]:
+        raise ValueError(f"fit_weak_perspective: `keypoints` must have shape (B,N,2) or (B,N,3) with B,N = "
+                         f"{tuple(points.shape[:2])}; got {tuple(keypoints.shape)}")
+    kp = keypoints.to(points)
+    v = kp[..., 2:3] if kp.shape[-1] == 3 else torch.ones_like(kp[..., :1])
+    x, X = kp[..., :2], points[..., :2]
+    n = v.sum(1)                                                        # (B,1)
+    Xm, xm = (v * X).sum(1) / n.clamp(min=1), (v * x).sum(1) / n.clamp(min=1)
+    dX, dx = X - Xm[:, None], x - xm[:, None]
+    s = (v * dX * dx).sum((1, 2)) / (v * dX.square()).sum((1, 2)).clamp(min=1e-12)
+    ok = (n[:, 0] >= 2) & (s > min_scale)
+    s = torch.where(ok, s, torch.ones_like(s))
+    t = xm / s[:, None] - Xm
+    d = torch.as_tensor(default, dtype=points.dtype, device=points.device).expand(len(s), 3)
+    return torch.where(ok[:, None], torch.cat([s[:, None], t], 1), d)
