@@ -26,11 +26,11 @@ from .cli import UsageError
 
 # %% auto #0
 __all__ = ['log', 'SOURCES', 'CROP_SIZE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LSP_BONES', 'GET_COMMANDS', 'JOINTS_LAYOUTS',
-           'IMAGE_RE', 'MASK_RE', 'PARTS_RE', 'LSP_TRAIN', 'LSP_VAL', 'SYNTHETIC_VAL_FRACTION', 'DataError',
-           'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout', 'source_layout', 'parse_dataset',
+           'IMAGE_RE', 'MASK_RE', 'PARTS_RE', 'LSP_TRAIN', 'LSP_VAL', 'SYNTHETIC_VAL_FRACTION', 'PART_FLIP',
+           'DataError', 'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout', 'source_layout', 'parse_dataset',
            'split_numbers', 'Record', 'find_records', 'keypoint_center', 'crop_params', 'crop_image', 'crop_labels',
-           'crop_keypoints', 'crop_to_image', 'normalize_image', 'denormalize_image', 'EpochSampler', 'PoseDataset',
-           'collate_skip_none', 'seed_worker', 'make_loader', 'show_sample']
+           'crop_keypoints', 'crop_to_image', 'part_labels', 'normalize_image', 'denormalize_image', 'EpochSampler',
+           'PoseDataset', 'collate_skip_none', 'seed_worker', 'make_loader', 'show_sample']
 
 # %% ../nbs/06_data.ipynb #451df392
 SOURCES = ("lsp", "lspet", "synthetic")  # the image sources a `dataset` string can join with "+"
@@ -65,6 +65,7 @@ class DataReport:
     found: Counter = field(default_factory=Counter) # source -> samples kept
     skipped: list = field(default_factory=list) # (path, kind, message) of every skipped file
     excluded: Counter = field(default_factory=Counter) # reason -> samples left out on purpose (e.g. LSPe without mask)
+    unmasked: Counter = field(default_factory=Counter) # source -> samples kept without a silhouette (require_mask=False)
 
     def skip(self, err: DataError):
         "Record a skipped sample."
@@ -78,7 +79,11 @@ class DataReport:
         kept = ", ".join(f"{s} {n}" for s, n in self.found.items()) or "nothing"
         lines = [f"kept {sum(self.found.values())} ({kept}); skipped {len(self.skipped)}"
                  + "".join(f", {k}: {n}" for k, n in self.counts.items())]
-        lines += [f"  excluded by design: {r}: {n}" for r, n in self.excluded.items()]
+        lines += [f"  excluded by design: {r}: {n} (require_mask=False keeps them, for an objective without MR)"
+                  for r, n in self.excluded.items()]
+        if self.unmasked:
+            lines.append("  without a silhouette (keypoints only: no MR term, no silhouette metrics): "
+                         + ", ".join(f"{s} {n}" for s, n in self.unmasked.items()))
         lines += [f"  skipped {m}" for _, _, m in self.skipped[:5]]
         if len(self.skipped) > 5: lines.append(f"  ... and {len(self.skipped) - 5} more (see .skipped)")
         return "\n".join(lines)
@@ -86,6 +91,15 @@ class DataReport:
 # %% ../nbs/06_data.ipynb #9eb053c5
 JOINTS_LAYOUTS = {"lsp": ((3, 14), "(3, 14, N): rows x, y, flag with 1 = occluded (LSP layout)"),
                   "lspet": ((14, 3), "(14, 3, N): columns x, y, flag with 1 = visible (LSP-extended layout)")}
+
+def _ranges(nums) -> str:
+    "Compact '1-3, 7' form of some numbers (at most 8 runs shown)."
+    nums, out = sorted(int(n) for n in nums), []
+    for n in nums:
+        if out and n == out[-1][1] + 1: out[-1][1] = n
+        else: out.append([n, n])
+    s = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out[:8])
+    return s + (", ..." if len(out) > 8 else "")
 
 def read_joints(path, # a `joints.mat` (MATLAB v5) holding the variable `joints`
                 layout: str = "lsp", # "lsp": 3×14×N, flag 1 = occluded; "lspet": 14×3×N, flag 1 = visible
@@ -115,10 +129,13 @@ def read_joints(path, # a `joints.mat` (MATLAB v5) holding the variable `joints`
         bad = np.unique(flag[~np.isin(flag, (0, 1))])[:5]
         raise DataError(path, f"has visibility flags other than 0/1 (e.g. {bad.tolist()})", expected, fix, "bad joints file")
     vis = 1 - flag if layout == "lsp" else flag
-    xy = j[..., :2].copy()
-    finite = np.isfinite(xy).all(-1)
-    xy[~finite] = 0
-    return np.concatenate([xy, (vis * finite)[..., None]], -1).astype(np.float32)
+    bad = ~np.isfinite(j[..., :2]).all((-2, -1))
+    if bad.any():
+        raise DataError(path, f"has non-finite (NaN or infinite) coordinates in {bad.sum()} of {len(j)} images "
+                        f"(im {_ranges(np.flatnonzero(bad) + 1)})",
+                        f"finite x, y for every joint ({expected}; a joint without a position is flagged, never NaN)",
+                        fix, "bad joints file")
+    return np.concatenate([j[..., :2], vis[..., None]], -1).astype(np.float32)
 
 # %% ../nbs/06_data.ipynb #997c1aed
 IMAGE_RE = re.compile(r"^im(\d+)\.(?:jpe?g|png)$", re.I)
@@ -229,54 +246,64 @@ def _header_size(path: Path, what: str, fix: str) -> tuple:
         raise DataError(path, f"is not a readable {what} ({type(e).__name__}: {e})", "a PNG or JPEG file", fix,
                         f"corrupt {what}") from None
 
+def _size_error(mask: Path, mask_size: tuple, image: Path, image_size: tuple, lay: SourceLayout) -> DataError:
+    "A mask whose size differs from its image's; an image much larger than its mask is the wrong (full-resolution) release."
+    (w, h), (W, H) = mask_size, image_size
+    if W >= 1.5 * w and H >= 1.5 * h:
+        fix = (f"the image is {W / w:.1f}× its mask: these are not the low-resolution images the UPi-S1h masks were drawn "
+               f"on (lsp_dataset_original.zip or HR-LSPET instead of lsp_dataset.zip / lspet_dataset.zip); reinstall the "
+               f"images with `{lay.get} --force`")
+    else: fix = f"re-download the matching masks (`{lay.get_masks}`), or delete the file to skip the image"
+    return DataError(mask, f"is {w}×{h} pixels but its image {image} is {W}×{H}", "the same size as the image", fix,
+                     "size mismatch")
+
 def _check_sizes(rec: Record, lay: SourceLayout):
     "Check that the files of `rec` open and that its masks have the image's size."
     W, H = _header_size(rec.image, "image", f"re-download the images (`{lay.get}`)")
     for p, what in ((rec.mask, "mask"), (rec.parts, "part mask")):
         if p is None: continue
         w, h = _header_size(p, what, f"re-download the masks (`{lay.get_masks}`)")
-        if (w, h) != (W, H):
-            raise DataError(p, f"is {w}×{h} pixels but its image {rec.image} is {W}×{H}", "the same size as the image",
-                            f"re-download the matching masks (`{lay.get_masks}`), or delete the file to skip the image",
-                            "size mismatch")
+        if (w, h) != (W, H): raise _size_error(p, (w, h), rec.image, (W, H), lay)
 
 def find_records(data_root="data", # the folder holding lsp/, lspet/, upi-s1h/, synthetic/
                  dataset: str = "lsp+lspet", # sources joined by "+" (see `parse_dataset`)
                  split: str = "train", # "train", "val" or "all"
-                 require_mask: bool = True, # leave out images without a silhouette
+                 require_mask: bool = True, # True: only images with a silhouette (the paper's split, for MR); False: every annotated image
                  strict: bool = False, # raise a `DataError` on bad data instead of skipping it
                  check_files: bool = True, # open every image/mask header now (catches unreadable files, size mismatches)
                 ) -> tuple: # (list of `Record`, `DataReport`)
-    "Pair the images, joints and masks of `dataset`/`split` by image number; skip (or, if `strict`, raise on) bad data."
+    "Pair the images, joints and masks of `dataset`/`split` by image number; skip (or, if `strict`, raise on) bad samples."
     root, report, records = Path(data_root), DataReport(), []
     def bad(err: DataError):
         if strict: raise err
         report.skip(err)
     for src in parse_dataset(dataset):
         lay = source_layout(root, src)
-        if not lay.images.is_dir() and not lay.joints.exists():
-            bad(DataError(lay.images.parent, f"the {src} data is not there", f"{lay.images}/ and {lay.joints}",
-                          f"run `{lay.get}`" + (" (or drop it from `dataset`)" if "+" in dataset else ""),
-                          "missing dataset"))
-            continue
-        try: joints = read_joints(lay.joints, lay.joints_layout, fix=f"run `{lay.get}`")
-        except DataError as e:
-            bad(e); continue
+        if not lay.images.is_dir() and not lay.joints.exists():              # a whole source missing: always stop
+            raise DataError(lay.images.parent, f"the {src} data of dataset {dataset!r} is not there",
+                            f"{lay.images}/ and {lay.joints}",
+                            f"run `{lay.get}`" + (" (or drop it from `dataset`)" if "+" in dataset else ""), "missing dataset")
+        joints = read_joints(lay.joints, lay.joints_layout, fix=f"run `{lay.get} --force`")
         images, masks = scan_numbered(lay.images, IMAGE_RE), scan_numbered(lay.mask_dirs, MASK_RE)
         parts = scan_numbered(lay.mask_dirs, PARTS_RE)
+        beyond = [n for n in images if n > len(joints)]
+        if beyond:
+            raise DataError(lay.joints, f"holds joints for {len(joints)} images, but {lay.images} has {len(beyond)} more "
+                            f"(im {_ranges(beyond)})", "an entry for every image (a joints.mat of the same release)",
+                            f"run `{lay.get} --force`", "short joints")
         for n in split_numbers(src, set(images) | set(masks), split, len(joints), lay.split_file):
             name = f"im{n:0{lay.digits}d}"
             if n not in images:
                 bad(DataError(masks[n], "has no image", f"{lay.images / name}.jpg", f"run `{lay.get}`, or delete the mask",
                               "missing image")); continue
-            if n > len(joints):
-                bad(DataError(images[n], f"has no joints: {lay.joints} holds {len(joints)} images",
-                              f"joints for image {n}", f"run `{lay.get}`", "no joints")); continue
-            if n not in masks and require_mask:
-                if src == "lspet": report.excluded["lspet image without a UPi-S1h silhouette"] += 1
-                else: bad(DataError(images[n], "has no silhouette", f"{lay.mask_dirs[0] / name}_segmentation.png",
-                                    f"run `{lay.get_masks}`, or pass require_mask=False", "missing mask"))
-                continue
+            if n not in masks:
+                if not require_mask: report.unmasked[src] += 1
+                elif src == "lspet":
+                    report.excluded["lspet image without a UPi-S1h silhouette"] += 1; continue
+                else:
+                    bad(DataError(images[n], "has no silhouette", f"{lay.mask_dirs[0] / name}_segmentation.png",
+                                  f"run `{lay.get_masks}`, or pass require_mask=False (an objective without MR)",
+                                  "missing mask")); continue
             rec = Record(src, n, images[n], joints[n - 1], masks.get(n), parts.get(n))
             if check_files:
                 try: _check_sizes(rec, lay)
@@ -402,6 +429,19 @@ def crop_to_image(uv: Tensor, # (...,N,2+) crop units; columns after x, y (e.g. 
                      uv[..., 2:]], -1)
     return torch.where(flipped[..., None, None], out[..., LSP_FLIP, :], out) if lsp_joints else out
 
+# %% ../nbs/06_data.ipynb #0c1039c1
+PART_FLIP = [PART_NAMES.index(n.replace("right", "\0").replace("left", "right").replace("\0", "left"))
+             for n in PART_NAMES]  # (7,) the id part i takes in a mirrored image: right <-> left arm and leg
+
+def part_labels(parts: np.ndarray, # (H,W) uint8 part ids as read: 0-6, 255 unlabelled, anything else unknown
+                flip: bool = False, # the crop is mirrored: swap right and left ids (`PART_FLIP`)
+               ) -> np.ndarray: # (H,W) uint8: 0-6 (swapped on a flip), 255 for unlabelled and unknown values
+    "Part ids of a (possibly mirrored) crop: right and left swap under a flip; values outside 0-6 become 255."
+    lut = np.full(256, 255, np.uint8)
+    lut[:len(PART_FLIP)] = PART_FLIP if flip else np.arange(len(PART_FLIP))
+    return lut[np.asarray(parts, np.uint8)]
+
+
 # %% ../nbs/06_data.ipynb #acf99979
 _MEAN255 = torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255
 _STD255 = torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255
@@ -491,7 +531,7 @@ class PoseDataset(Dataset):
                  scale: tuple = (0.8, 1.23), # s ~ U(scale), box side box_px / s
                  flip: float = 0.5, # flip probability
                  pad: str = "edge", # image padding outside the photo: "edge" (the authors) or "zeros"
-                 require_mask: bool = True, # leave out images without a silhouette (see `find_records`)
+                 require_mask: bool = True, # True: the paper's split (images with a silhouette, for MR); False: every annotated image (no MR term)
                  strict: bool = False, # raise `DataError` on bad data instead of skipping it
                  check_files: bool = True, # open every header at construction (unreadable files, size mismatches)
                  cache_dir=None, # folder for decoded person regions; speeds up large images (see above)
@@ -509,7 +549,10 @@ class PoseDataset(Dataset):
 
     def __repr__(self):
         found = ", ".join(f"{s} {n}" for s, n in self.report.found.items())
-        return (f"PoseDataset({self.dataset}/{self.split}: {len(self)} samples ({found}), skipped {len(self.report.skipped)}, "
+        bare = sum(self.report.unmasked.values())
+        return (f"PoseDataset({self.dataset}/{self.split}: {len(self)} samples ({found}), "
+                + (f"{bare} without a silhouette (no MR, no silhouette metrics), " if bare else "")
+                + f"skipped {len(self.report.skipped)}, "
                 f"{'augmented' if self.augment else 'deterministic'}, seed {self.seed})")
 
     @property
@@ -541,9 +584,7 @@ class PoseDataset(Dataset):
         W, H = out["image"].size
         for k, p in (("mask", rec.mask), ("parts", rec.parts)):
             if out[k] is not None and out[k].size != (W, H):
-                w, h = out[k].size
-                raise DataError(p, f"is {w}×{h} pixels but its image {rec.image} is {W}×{H}", "the same size as the image",
-                                fix_mask, "size mismatch")
+                raise _size_error(p, out[k].size, rec.image, (W, H), source_layout(self.data_root, rec.source))
         if out["mask"] is not None and out["mask"].getbbox() is None:
             raise DataError(rec.mask, "is empty (no pixel > 0)", "a silhouette with foreground pixels",
                             f"{fix_mask}, or pass require_mask=False", "empty mask")
@@ -620,8 +661,8 @@ class PoseDataset(Dataset):
                       mask=torch.from_numpy(crop_labels(a["mask"], center, box, **kw)) if a["mask"] is not None
                            else torch.zeros(S, S, dtype=torch.bool))
         if self.has_parts:
-            sample["parts"] = (torch.from_numpy(crop_labels(a["parts"], center, box, **kw)) if a["parts"] is not None
-                               else torch.full((S, S), 255, dtype=torch.uint8))
+            sample["parts"] = (torch.from_numpy(part_labels(crop_labels(a["parts"], center, box, **kw), flipped))
+                               if a["parts"] is not None else torch.full((S, S), 255, dtype=torch.uint8))
         sample["meta"] = dict(index=torch.tensor(index), number=torch.tensor(rec.number), source=rec.source,
                               center=torch.tensor(center, dtype=torch.float32), box_size=torch.tensor(box, dtype=torch.float32),
                               flipped=torch.tensor(flipped), image_size=torch.tensor(a["full_size"]),

@@ -63,7 +63,9 @@ def test_flip_swaps_part_sides_and_joints(root):
     det = D.PoseDataset(r, "lsp", "train", augment=False)
     a, b = ds[0], det[0]
     assert bool(a["meta"]["flipped"]) and torch.equal(a["meta"]["center"], b["meta"]["center"])
-    assert torch.equal(a["mask"], b["mask"].flip(-1)) and torch.equal(a["parts"], b["parts"].flip(-1))
+    assert torch.equal(a["mask"], b["mask"].flip(-1))
+    swapped = torch.from_numpy(D.part_labels(b["parts"].flip(-1).numpy(), flip=True))     # right arm 3 <-> left arm 4, ...
+    assert torch.equal(a["parts"], swapped) and not torch.equal(a["parts"], b["parts"].flip(-1))
     assert torch.allclose(a["image"], b["image"].flip(-1), atol=1e-4)
     kb = b["keypoints"][LSP_FLIP]
     assert torch.allclose(a["keypoints"][:, 0], -kb[:, 0], atol=1e-5) and torch.allclose(a["keypoints"][:, 1], kb[:, 1])
@@ -120,8 +122,6 @@ def test_pairing_by_number_not_position(root, tmp_path):
     ("missing_image", "missing image", "im0003_segmentation.png: has no image"),
     ("size", "size mismatch", "im0003_segmentation.png: is 7×9 pixels"),
     ("corrupt_mask", "corrupt mask", "im0003_segmentation.png: is not a readable mask"),
-    ("joints_shape", "bad joints file", "joints.mat: `joints` has shape (3, 14)"),
-    ("joints_short", "no joints", "im0003.jpg: has no joints"),
 ])
 def test_bad_data_strict_and_default(root, tmp_path, breakage, kind, needle):
     r = _copy(root[0], tmp_path)
@@ -129,10 +129,6 @@ def test_bad_data_strict_and_default(root, tmp_path, breakage, kind, needle):
     if breakage == "missing_image": (lsp / "images/im0003.jpg").unlink()
     if breakage == "size": Image.new("L", (7, 9)).save(up / "im0003_segmentation.png")
     if breakage == "corrupt_mask": (up / "im0003_segmentation.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    if breakage == "joints_shape": scipy.io.savemat(lsp / "joints.mat", {"joints": np.zeros((3, 14))})
-    if breakage == "joints_short":
-        j = scipy.io.loadmat(lsp / "joints.mat")["joints"][:, :, :2]
-        scipy.io.savemat(lsp / "joints.mat", {"joints": j})
     with pytest.raises(D.DataError) as e:
         D.PoseDataset(r, "lsp+lspet", "train", strict=True)
     msg = str(e.value)
@@ -140,6 +136,29 @@ def test_bad_data_strict_and_default(root, tmp_path, breakage, kind, needle):
     ds = D.PoseDataset(r, "lsp+lspet", "train")
     assert ds.counts[kind] >= 1 and any(kind == k for _, k, _ in ds.skipped)
     assert ds.report.found["lspet"] == 3
+
+
+@pytest.mark.parametrize("breakage, needle", [
+    ("joints_shape", "joints.mat: `joints` has shape (3, 14)"),
+    ("joints_short", "joints.mat: holds joints for 2 images, but"),
+    ("joints_nan", "joints.mat: has non-finite (NaN or infinite) coordinates in 1 of 2000 images (im 3)"),
+    ("source_missing", "the lspet data of dataset 'lsp+lspet' is not there"),
+])
+def test_whole_source_problems_stop_in_either_mode(root, tmp_path, breakage, needle):
+    "A broken joints.mat or a named source that is absent stops (one line), instead of a partial or NaN dataset."
+    r = _copy(root[0], tmp_path)
+    lsp = r / "lsp"
+    j = scipy.io.loadmat(lsp / "joints.mat")["joints"]
+    if breakage == "joints_shape": scipy.io.savemat(lsp / "joints.mat", {"joints": np.zeros((3, 14))})
+    if breakage == "joints_short": scipy.io.savemat(lsp / "joints.mat", {"joints": j[:, :, :2]})
+    if breakage == "joints_nan":
+        j[1, 4, 2] = np.nan; scipy.io.savemat(lsp / "joints.mat", {"joints": j})
+    if breakage == "source_missing": shutil.rmtree(r / "lspet")
+    for strict in (True, False):
+        with pytest.raises(D.DataError) as e:
+            D.PoseDataset(r, "lsp+lspet", "train", strict=strict)
+        msg = str(e.value)
+        assert needle in msg and "expected" in msg and "Fix:" in msg and "\n" not in msg, msg
 
 
 def test_decode_errors_never_crash_an_epoch(root, tmp_path):
