@@ -15,12 +15,14 @@ from .train import TrainConfig, Trainer, LOSSES, PRIORS, PROFILES, resolve_profi
 from .data import PoseDataset, DataError, GET_COMMANDS, denormalize_image, collate_skip_none
 from .render import render_mesh, overlay
 from .model import decode
+from .camera import fit_weak_perspective
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'setting_label', 'ensure_data', 'experiment_config',
-           'pose_source_for', 'run_setting', 'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row',
+__all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'setting_label', 'ensure_data',
+           'experiment_config', 'pose_source_for', 'run_setting', 'predict_crops', 'mesh_overlays', 'overlay_grid',
+           'results_row', 'register_baseline', 'Baseline', 'TPose', 'MeanPose', 'Nearest2D', 'build_baseline',
            'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
@@ -145,6 +147,94 @@ def results_row(setting: str, # e.g. "both+critic", or "baseline"
             "paper_KPR": kpr, "paper_MR": mr, "KPR_px": m["KPR_paper_px"], "MR_px": m["mr_px"], "PCK@0.1": m.get("pck@0.1", nan),
             "FGBG_F1": m["fgbg_f1"], "parts_F1": m["parts_f1"], "PA_MPJPE_mm": m["pa_mpjpe_mm"], "violations": m["violations"],
             "poses_violating": m["poses_violating"]}
+
+# %% ../nbs/13_experiments.ipynb #b6e5bb68
+BASELINES: dict = {}  # name -> class with `body_params(batch) -> (pose (B,72), betas (B,10))`
+
+def register_baseline(name: str):
+    "Class decorator: make a baseline predictor available as `name` in `BASELINES`."
+    def deco(cls):
+        cls.name = name; BASELINES[name] = cls; return cls
+    return deco
+
+class Baseline:
+    "A fixed rule for θ, β; the camera fitted to the batch's true 2D keypoints. Served to `evaluate` via `predict_batch`."
+    name = "baseline"
+    def __init__(self, body): # the body layer (`body.load_body_model`)
+        self.body = body
+    def body_params(self, batch: dict) -> tuple[Tensor, Tensor]: raise NotImplementedError
+    @torch.no_grad()
+    def predict_batch(self, batch: dict) -> list: # [(B,85)] one "stage"
+        dev, dt = self.body.v_template.device, self.body.v_template.dtype
+        pose, betas = (x.to(dev, dt) for x in self.body_params(batch))
+        joints = self.body(pose, betas).lsp_joints
+        cam = fit_weak_perspective(joints, batch["keypoints"].to(dev, dt))
+        return [torch.cat([cam, pose, betas], 1)]
+
+def _upright(n: int, dtype=torch.float32) -> Tensor: # (n,3) Θ0's root rotation (π, 0, 0)
+    return torch.tensor([math.pi, 0., 0.], dtype=dtype).expand(n, 3)
+
+@register_baseline("tpose")
+class TPose(Baseline):
+    "The template pose (θ = 0 below the root), mean shape."
+    def body_params(self, batch):
+        B = len(batch["keypoints"])
+        return torch.cat([_upright(B), torch.zeros(B, 69)], 1), torch.zeros(B, 10)
+
+@register_baseline("mean_pose")
+class MeanPose(Baseline):
+    "The mean of a pose set (per-joint mean axis-angle below the root), mean shape."
+    def __init__(self, body, poses: Tensor): # (P,72) e.g. the training poses
+        super().__init__(body)
+        self.mean = torch.as_tensor(poses, dtype=torch.float32)[:, 3:].mean(0)
+    def body_params(self, batch):
+        B = len(batch["keypoints"])
+        return torch.cat([_upright(B), self.mean.expand(B, 69)], 1), torch.zeros(B, 10)
+
+def _yaw_roots(headings: int) -> Tensor: # (K,3) Θ0's root composed with K headings about the body's vertical axis
+    from scipy.spatial.transform import Rotation
+    yaws = np.arange(headings) * 360.0 / headings
+    r = Rotation.from_rotvec([math.pi, 0, 0]) * Rotation.from_euler("y", yaws[:, None], degrees=True)
+    return torch.as_tensor(r.as_rotvec(), dtype=torch.float32)
+
+@register_baseline("nearest_2d")
+class Nearest2D(Baseline):
+    "Retrieval: the pose-set pose (× heading) whose projected joints best fit the visible 2D keypoints up to scale + shift."
+    def __init__(self, body, poses: Tensor, # (P,72) the pose set (roots are replaced)
+                 headings: int = 8, # headings tried per pose (360°/headings apart)
+                 chunk: int = 512): # bodies posed at a time when the set is built
+        super().__init__(body)
+        P = len(poses)
+        roots = _yaw_roots(headings)
+        body_part = torch.as_tensor(poses, dtype=torch.float32)[:, 3:]
+        cand = torch.cat([roots.repeat_interleave(P, 0), body_part.repeat(headings, 1)], 1)      # (K·P,72)
+        dev, dt = body.v_template.device, body.v_template.dtype
+        with torch.no_grad():
+            xy = [body(c.to(dev, dt), torch.zeros(len(c), 10, device=dev, dtype=dt)).lsp_joints[..., :2].cpu()
+                  for c in cand.split(chunk)]
+        self.candidates, self.xy = cand, torch.cat(xy)                                          # (M,72), (M,14,2)
+    def match(self, keypoints: Tensor) -> Tensor: # (B,14,3) crop units + visibility -> (B,) candidate index
+        kp = keypoints.to(self.xy)
+        v = kp[..., 2]                                                                          # (B,14)
+        n = v.sum(1, keepdim=True).clamp(min=1)
+        x = kp[..., :2] - ((v[..., None] * kp[..., :2]).sum(1, keepdim=True) / n[..., None])     # (B,14,2) centred
+        X = self.xy[None] - (torch.einsum("bj,mjc->bmc", v, self.xy) / n[..., None])[:, :, None]   # (B,M,14,2)
+        vX = v[:, None, :, None] * X
+        sxy = torch.einsum("bmjc,bjc->bm", vX, x)                                               # Σ v X·x
+        sxx = (vX * X).sum((2, 3)).clamp(min=1e-12)                                             # Σ v |X|²
+        yy = (v[..., None] * x.square()).sum((1, 2))[:, None].clamp(min=1e-12)                  # Σ v |x|²
+        resid = 1 - sxy.clamp(min=0).square() / (sxx * yy)                                      # scale-free residual in [0,1]
+        return resid.argmin(1)
+    def body_params(self, batch):
+        i = self.match(batch["keypoints"])
+        return self.candidates[i], torch.zeros(len(i), 10)
+
+def build_baseline(name: str, # a key of `BASELINES`
+                   body, **kw): # the body layer; the class's own arguments (poses=...)
+    "A baseline predictor by name."
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
+    return BASELINES[name](body, **kw)
 
 # %% ../nbs/13_experiments.ipynb #c3e12613
 class PredictionsModel:
