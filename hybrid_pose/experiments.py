@@ -11,19 +11,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .train import TrainConfig, Trainer, LOSSES, PRIORS, PROFILES, resolve_profile, parse_setting
+from .train import TrainConfig, Trainer, LOSSES, PRIORS, PROFILES, resolve_profile, parse_setting, real_poses
 from .data import PoseDataset, DataError, GET_COMMANDS, denormalize_image, collate_skip_none
 from .render import render_mesh, overlay
 from .model import decode
 from .camera import fit_weak_perspective
+from .evaluate import evaluate
+from .stats import mean_ci, compare
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'setting_label', 'ensure_data',
-           'experiment_config', 'pose_source_for', 'run_setting', 'predict_crops', 'mesh_overlays', 'overlay_grid',
-           'results_row', 'register_baseline', 'Baseline', 'TPose', 'MeanPose', 'Nearest2D', 'build_baseline',
-           'PredictionsModel']
+__all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'SEED_COLUMNS', 'BASELINE_LABELS',
+           'setting_label', 'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting', 'predict_crops',
+           'mesh_overlays', 'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose', 'MeanPose',
+           'Nearest2D', 'build_baseline', 'parse_seeds', 'per_image', 'pose_pool', 'evaluate_baselines', 'seed_rows',
+           'claims', 'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
 # The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig.
@@ -235,6 +238,85 @@ def build_baseline(name: str, # a key of `BASELINES`
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
     return BASELINES[name](body, **kw)
+
+# %% ../nbs/13_experiments.ipynb #34358d21
+def parse_seeds(seeds) -> list[int]: # "0,1,2", [0, 1, 2] or an int n (seeds 0..n-1)
+    "The seeds of an experiment, as a list of distinct ints."
+    if isinstance(seeds, int) and not isinstance(seeds, bool): out = list(range(seeds))
+    elif isinstance(seeds, str): out = [int(s) for s in seeds.replace(" ", "").split(",") if s]
+    else: out = [int(s) for s in seeds]
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"seeds must be distinct ints, e.g. '0,1,2' (at least 3 for an interval); got {seeds!r}")
+    return out
+
+def per_image(results, # an EvalResult, or a list of them (one per seed, the same images in the same order)
+              key: str, # a per-image column of `evaluate` rows: pa_mpjpe_mm, kpr_px, mr_px, violations, ...
+             ) -> np.ndarray: # (S,N)
+    "Per-image values of one column, seeds × images."
+    rs = results if isinstance(results, (list, tuple)) else [results]
+    ids = [[(r["source"], r["number"], r["flipped"]) for r in res.rows] for res in rs]
+    if any(i != ids[0] for i in ids):
+        raise ValueError("per_image: the results score different images (or in another order); evaluate every run on the same images, same loader")
+    return np.array([[r[key] for r in res.rows] for res in rs], dtype=np.float64)
+
+def pose_pool(source: str, # the critic's pose source ("sampler", a pose folder, ...), as `TrainConfig.pose_source`
+              n: int, # how many poses
+              seed: int = 12345, # a stream of its own (not the one any training run draws)
+             ) -> Tensor: # (n,72)
+    "A set of poses from the critic's source, e.g. for the retrieval baseline."
+    return real_poses(source, n, step=0, seed=seed, rank=0, stream_state={})[0]
+
+def evaluate_baselines(body, loader, # the body layer; the evaluation loader (the same one the runs are scored on)
+                       train_poses: Tensor|None = None, # (P,72) for `mean_pose` (None: skipped)
+                       pool: Tensor|None = None, # (P,72) for `nearest_2d` (None: skipped)
+                       device="auto", **kw) -> dict: # name -> EvalResult; kw go to `evaluate`
+    "Score the trivial baselines on a loader."
+    args = {"tpose": {}, "mean_pose": None if train_poses is None else dict(poses=train_poses),
+            "nearest_2d": None if pool is None else dict(poses=pool)}
+    return {name: evaluate(build_baseline(name, body, **a), body, loader, device=device, progress=False, **kw)
+            for name, a in args.items() if a is not None}
+
+SEED_COLUMNS = {"KPR_px": "KPR_paper_px", "MR_px": "mr_px", "PCK@0.1": "pck@0.1", "FGBG_F1": "fgbg_f1",
+                "parts_F1": "parts_f1", "PA_MPJPE_mm": "pa_mpjpe_mm", "violations": "violations"}
+
+def seed_rows(results: dict, # setting -> [EvalResult per seed]
+              baselines: dict|None = None, # name -> EvalResult (deterministic: one value each)
+              columns: dict = SEED_COLUMNS, # table column -> `evaluate` summary key
+              digits: int = 2) -> list[dict]: # one row per setting, then the baselines
+    "A results table: each column 'mean ± 95 % half-width' over seeds (numbers also as _mean/_lo/_hi for the CSV)."
+    rows = []
+    for s, rs in results.items():
+        row = {"setting": s, "label": setting_label(s), "seeds": len(rs)}
+        for c, k in columns.items():
+            iv = mean_ci([r.summary.get(k, math.nan) for r in rs])
+            row[c] = iv.fmt(digits) if math.isfinite(iv.mean) else "–"
+            row |= {f"{c}_mean": iv.mean, f"{c}_lo": iv.lo, f"{c}_hi": iv.hi}
+        rows.append(row)
+    for name, r in (baselines or {}).items():
+        row = {"setting": f"baseline:{name}", "label": BASELINE_LABELS.get(name, name), "seeds": 0}
+        for c, k in columns.items():
+            v = r.summary.get(k, math.nan)
+            row[c] = f"{v:.{digits}f}" if math.isfinite(v) else "–"
+            row |= {f"{c}_mean": v, f"{c}_lo": math.nan, f"{c}_hi": math.nan}
+        rows.append(row)
+    return rows
+
+BASELINE_LABELS = {"tpose": "baseline: T-pose", "mean_pose": "baseline: mean training pose",
+                   "nearest_2d": "baseline: nearest pose by 2D keypoints"}
+
+def claims(results: dict, # setting or baseline name -> [EvalResult per seed] or one EvalResult
+           pairs: list, # [(a, b), ...] names in `results`
+           key: str = "pa_mpjpe_mm", # the per-image column compared
+           lower_is_better: bool = True, unit: str = "mm", digits: int = 1) -> list[dict]: # one row per pair
+    "Paired comparisons and the sentence each allows."
+    out = []
+    label = lambda n: BASELINE_LABELS.get(n, setting_label(n) if "+" in n or n in SETTING_LABELS else n)
+    for a, b in pairs:
+        iv, sentence = compare(per_image(results[a], key), per_image(results[b], key), (label(a), label(b)),
+                               lower_is_better=lower_is_better, unit=unit, digits=digits)
+        out.append(dict(a=a, b=b, metric=key, diff=iv.mean, lo=iv.lo, hi=iv.hi, images=iv.n, significant=iv.excludes_zero(),
+                        sentence=sentence))
+    return out
 
 # %% ../nbs/13_experiments.ipynb #c3e12613
 class PredictionsModel:
