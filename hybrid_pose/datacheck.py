@@ -11,13 +11,14 @@ import numpy as np
 from PIL import Image
 
 from .body import read_model_file
-from .data import (
-    GET_COMMANDS, IMAGE_RE, JOINTS_LAYOUTS, MASK_RE, PARTS_RE, DataError, _read_labels, read_joints, scan_numbered, source_layout)
+from hybrid_pose.data import (
+    GET_COMMANDS, IMAGE_RE, JOINTS_LAYOUTS, MASK_RE, PARTS_RE, DataError, _ranges, _read_labels, read_joints, scan_numbered,
+    source_layout)
 from .smpl_file import SMPL_DOWNLOAD_HELP
 
 # %% auto #0
-__all__ = ['LICENSED_HELP', 'DATASET_NAMES', 'DatasetCheck', 'check_images_folder', 'check_upi_s1h', 'check_synthetic',
-           'check_licensed', 'verify_data_root']
+__all__ = ['LOW_RES_MAX_SIDE', 'FOREIGN_PIXELS', 'LICENSED_HELP', 'DATASET_NAMES', 'DatasetCheck', 'check_images_folder',
+           'check_upi_s1h', 'check_synthetic', 'check_licensed', 'verify_data_root']
 
 # %% ../nbs/06b_datacheck.ipynb #b3e5f0ca
 @dataclass
@@ -40,24 +41,18 @@ class DatasetCheck:
         if self.status != "present" and self.fix: lines.append(f"    fix: {self.fix}")
         return "\n".join(lines)
 
-def _ranges(nums) -> str:
-    "Compact '1-3, 7' form of a list of numbers."
-    nums, out = sorted(nums), []
-    for n in nums:
-        if out and n == out[-1][1] + 1: out[-1][1] = n
-        else: out.append([n, n])
-    s = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out[:8])
-    return s + (", ..." if len(out) > 8 else "")
-
 def _sample_paths(paths: list, deep: bool, k: int = 20) -> list:
     "All paths (deep) or `k` spread evenly."
     return paths if deep or len(paths) <= k else [paths[i] for i in np.linspace(0, len(paths) - 1, k).astype(int)]
+
+LOW_RES_MAX_SIDE = 320  # px: the largest median longer side of a low-resolution LSP release (its images are 57-202 px wide)
 
 def check_images_folder(folder, # a dataset root: images/ and joints.mat
                         layout: str = "lsp", # joints layout ("lsp" or "lspet", see `read_joints`)
                         expect_count: int|None = 2000, # images (and joints entries) expected; None: as many as joints.mat holds
                         deep: bool = False, # decode every image (default: headers of all, pixels of 20)
                         name: str = "lsp", fix: str = "",
+                        low_res: str|None = None, # the low-resolution archive these images must come from (e.g. "lsp_dataset.zip"); None: any size
                        ) -> DatasetCheck:
     "Check an LSP-layout folder: images numbered 1…N, `joints` of the expected shape and flags, readable images."
     folder = Path(folder)
@@ -77,22 +72,31 @@ def check_images_folder(folder, # a dataset root: images/ and joints.mat
     if missing: chk.problems.append(f"{len(missing)} of {n} images missing in {folder / 'images'}: im {_ranges(missing)}")
     if extra: chk.problems.append(f"{len(extra)} images beyond im{n}: {_ranges(extra)}")
     paths = [images[k] for k in sorted(images)]
-    deep_set = set(_sample_paths(paths, deep))
+    deep_set, sides = set(_sample_paths(paths, deep)), []
     for p in paths:
         try:
             with Image.open(p) as im:
+                sides.append(max(im.size))
                 if p in deep_set: im.convert("RGB").load()
         except Exception as e:
             chk.problems.append(f"{p}: cannot be read ({type(e).__name__}: {e})")
+    if low_res and sides and np.median(sides) > LOW_RES_MAX_SIDE:
+        chk.problems.append(
+            f"{folder / 'images'}: the images are a median {np.median(sides):.0f} px on their longer side (largest {max(sides)}), "
+            f"expected at most {LOW_RES_MAX_SIDE}: this is a full-resolution release (for LSP: lsp_dataset_original.zip), "
+            f"not {low_res}, whose small images the UPi-S1h masks were drawn on. Get {low_res} instead")
     chk.status = "malformed" if chk.problems else "present"
     return chk
 
 # %% ../nbs/06b_datacheck.ipynb #869b3163
+FOREIGN_PIXELS = 0.01  # a mask with more than this fraction of its pixels outside the allowed values is of another kind
+
 def _check_masks(chk: DatasetCheck, masks: dict, what: str, allowed: set, deep: bool, images: dict|None,
                  channels: int|None = None):
-    "Values (sampled), modes and sizes (all) of a family of masks, into `chk`."
+    "Values (sampled), modes and sizes (all) of a family of masks, into `chk`: stray values noted, another kind refused."
     sample = set(_sample_paths([masks[k] for k in sorted(masks)], deep))
-    odd_mode = 0
+    odd_mode, odd_files, odd_pixels, odd_values, foreign, checked = 0, 0, 0, set(), [], 0
+    ok = np.zeros(256, bool); ok[sorted(allowed)] = True
     for n in sorted(masks):
         p = masks[n]
         try:
@@ -100,9 +104,11 @@ def _check_masks(chk: DatasetCheck, masks: dict, what: str, allowed: set, deep: 
                 size, mode = im.size, im.mode
                 if channels == 3 and mode not in ("RGB", "RGBA"): odd_mode += 1
                 if p in sample:
-                    vals = set(np.unique(_read_labels(p, what, chk.fix)).tolist())
-                    if not vals <= allowed:
-                        chk.problems.append(f"{p}: values {sorted(vals - allowed)[:5]} outside {what} values {sorted(allowed)}")
+                    lab = _read_labels(p, what, chk.fix); checked += 1
+                    odd = ~ok[lab]
+                    if odd.any():
+                        odd_files += 1; odd_pixels += int(odd.sum()); odd_values |= set(np.unique(lab[odd]).tolist())
+                        if odd.mean() > FOREIGN_PIXELS: foreign.append((p, odd.mean()))
         except DataError as e:
             chk.problems.append(str(e)); continue
         except Exception as e:
@@ -113,6 +119,15 @@ def _check_masks(chk: DatasetCheck, masks: dict, what: str, allowed: set, deep: 
             except Exception: continue  # reported by the image check
             if isize != size: chk.problems.append(f"{p}: {size[0]}×{size[1]} but its image {images[n]} is {isize[0]}×{isize[1]}")
     if odd_mode: chk.notes.append(f"{odd_mode} {what} files are not 3-channel (UPi-S1h's LSPe masks are; channel 0 is read either way)")
+    if len(foreign) * 2 > checked:
+        p, frac = foreign[0]
+        chk.problems.append(f"{len(foreign)} of {checked} sampled {what} files are not {what}s of this kind: more than "
+                            f"{FOREIGN_PIXELS:.0%} of their pixels lie outside {sorted(allowed)} (e.g. {p}: {frac:.0%}, values "
+                            f"{sorted(odd_values)[:8]}); a JPEG-compressed, anti-aliased or colour-coded mask?")
+    elif odd_files:
+        read_as = "foreground (> 0)" if what == "silhouette" else "255, unlabelled"
+        chk.notes.append(f"{odd_files} of {checked} sampled {what} files hold {odd_pixels} pixels outside {sorted(allowed)} "
+                         f"(values {sorted(odd_values)[:8]}); the readers take them as {read_as}")
 
 def check_upi_s1h(folder, # the unpacked UPi-S1h root (holding data/lsp and data/lsp_extended)
                   data_root=None, # if given, compare each mask's size with its LSP/LSPe image under it
@@ -220,7 +235,7 @@ def verify_data_root(data_root="data", # the data folder
     root, out = Path(data_root), {}
     fix = {k: v.format(root=root) for k, v in GET_COMMANDS.items()}
     for name in datasets:
-        if name == "lsp": out[name] = check_images_folder(root / "lsp", "lsp", lsp_count, deep, "lsp", fix["lsp"])
+        if name == "lsp": out[name] = check_images_folder(root / "lsp", "lsp", lsp_count, deep, "lsp", fix["lsp"], "lsp_dataset.zip")
         elif name == "lspet": out[name] = check_images_folder(root / "lspet", "lspet", lspet_count, deep, "lspet", fix["lspet"])
         elif name == "upi-s1h": out[name] = check_upi_s1h(root / "upi-s1h", root, lsp_mask_range, lspet_masks, deep, fix["upi-s1h"])
         elif name == "synthetic": out[name] = check_synthetic(root / "synthetic", deep, fix["synthetic"])
