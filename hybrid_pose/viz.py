@@ -158,6 +158,8 @@ def save_table(rows: list, # one dict per row; the keys of the first row are the
                path, # where the CSV goes; a Markdown copy `.md` and a sidecar `.csv.json` go next to it
                config: dict, data=None, started: float|None = None,
                floatfmt: str = "{:.4g}", # how numbers are written in the Markdown copy
+               md_columns: list|None = None, # the columns of the Markdown copy (default: all of the CSV's)
+               caption: str|None = None, # a paragraph under the Markdown table (frame, seeds, intervals, ...)
                **extra) -> Path:
     "Write a table as CSV + Markdown with its provenance sidecar."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,8 +167,10 @@ def save_table(rows: list, # one dict per row; the keys of the first row are the
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols); w.writeheader(); w.writerows(rows)
     fmt = lambda v: floatfmt.format(v) if isinstance(v, float) else str(v)
-    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + \
-         ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
+    mc = list(md_columns) if md_columns else cols
+    md = ["| " + " | ".join(mc) + " |", "|" + "---|" * len(mc)] + \
+         ["| " + " | ".join(fmt(r[c]) for c in mc) + " |" for r in rows]
+    if caption: md += ["", caption]
     path.with_suffix(".md").write_text("\n".join(md) + "\n")
     _write_sidecar(path, provenance(config, data, started, **extra))
     return path
