@@ -4,21 +4,22 @@
 
 # %% ../nbs/05_critic.ipynb #6aae5599
 from __future__ import annotations
-import inspect, math
+import functools, inspect, math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from smplx.lbs import batch_rigid_transform, batch_rodrigues
-from .body import BodyModel, BodyOutput, LSP_JOINT_NAMES, SMPL_JOINT_NAMES, SMPL_TO_LSP
+from smplx.lbs import batch_rodrigues
+from .body import BodyModel, BodyOutput, LSP_JOINT_NAMES, SMPL_JOINT_NAMES, SMPL_TO_LSP, rigid_transforms
 
 # %% auto #0
-__all__ = ['KCS_PARENTS', 'KCS_BONES', 'PRIORS', 'kcs_incidence', 'bone_vectors', 'kcs_matrix', 'CriticInput', 'CriticInputLayer',
-           'canonical_joints', 'Critic', 'wasserstein_estimate', 'critic_loss', 'generator_adversarial_loss',
-           'gradient_penalty', 'HMRDiscriminator', 'lsgan_discriminator_loss', 'lsgan_generator_loss', 'Prior',
-           'register_prior', 'prior_options', 'build_prior', 'separation_accuracy', 'WGANCritic', 'HMRPrior']
+__all__ = ['KCS_PARENTS', 'KCS_BONES', 'PRIORS', 'kcs_incidence', 'device_index', 'bone_vectors', 'kcs_matrix', 'CriticInput',
+           'CriticInputLayer', 'canonical_joints', 'Critic', 'wasserstein_estimate', 'critic_loss',
+           'generator_adversarial_loss', 'gradient_penalty', 'HMRDiscriminator', 'lsgan_discriminator_loss',
+           'lsgan_generator_loss', 'masked_step', 'nonfinite', 'PriorRecipe', 'Prior', 'register_prior',
+           'prior_options', 'build_prior', 'separation_accuracy', 'WGANCritic', 'HMRPrior']
 
 # %% ../nbs/05_critic.ipynb #8aa66d7f
 KCS_PARENTS = (1, 2, 8, 9, 3, 4, 7, 8, 12, 12, 9, 10, 13)  # bone b = LSP joint b − LSP joint KCS_PARENTS[b]
@@ -30,10 +31,16 @@ def kcs_incidence(dtype=torch.float32, device=None) -> Tensor: # (14,13) C with 
     for b, p in enumerate(KCS_PARENTS): C[b, b], C[p, b] = 1.0, -1.0
     return C
 
+@functools.lru_cache(maxsize=None)
+def device_index(ids: tuple, # Python ints (a constant such as `KCS_PARENTS`)
+                 device: torch.device) -> Tensor: # (len(ids),) int64 on `device`, made once per device
+    "A constant index on a device, so that indexing never copies a Python list to the GPU (and waits) on the hot path."
+    return torch.tensor(ids, dtype=torch.long, device=device)
+
 def bone_vectors(joints: Tensor, # (B,14,3) LSP joints
                 ) -> Tensor: # (B,13,3) bone vectors, child − parent
     "The 13 bones of the authors' kinematic tree."
-    return joints[:, :13] - joints[:, list(KCS_PARENTS)]
+    return joints[:, :13] - joints.index_select(1, device_index(KCS_PARENTS, joints.device))
 
 def kcs_matrix(joints: Tensor, # (B,14,3) LSP joints, LSP order
               ) -> Tensor: # (B,13,13) KCS = BᵀB (m²)
@@ -66,7 +73,8 @@ class CriticInputLayer(nn.Module):
     "Poses and shapes -> critic inputs, skinning only the vertices the LSP joints need."
     def __init__(self, body: BodyModel):
         super().__init__()
-        self.parents = body.parents
+        self.parent_ids = body.parent_ids                                                               # Python ints
+        self.register_buffer("lsp_from_smpl", torch.tensor(SMPL_TO_LSP), persistent=False)
         self.register_buffer("J_template", body.J_regressor @ body.v_template)                       # (24,3)
         self.register_buffer("J_dirs", torch.einsum("jv,vdk->jdk", body.J_regressor, body.shapedirs))  # (24,3,10)
         if body.lsp_regressor is not None:
@@ -90,11 +98,11 @@ class CriticInputLayer(nn.Module):
         if self.posedirs is not None:
             eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
             v = v + ((rotmats[:, 1:] - eye).reshape(B, -1) @ self.posedirs).reshape(B, -1, 3)
-        joints, A = batch_rigid_transform(rotmats, J, self.parents, dtype=pose.dtype)
+        joints, A = rigid_transforms(rotmats, J, self.parent_ids)
         T = (self.weights @ A.reshape(B, 24, 16)).reshape(B, -1, 4, 4)
         v = (T[..., :3, :3] @ v.unsqueeze(-1)).squeeze(-1) + T[..., :3, 3]
         if self.lsp_weights is not None: lsp = torch.einsum("lv,bvd->bld", self.lsp_weights, v)
-        else: lsp = torch.cat([joints[:, SMPL_TO_LSP], v.mean(1, keepdim=True)], 1)
+        else: lsp = torch.cat([joints.index_select(1, self.lsp_from_smpl), v.mean(1, keepdim=True)], 1)
         return CriticInput(lsp, betas, rotmats[:, 1:])
 
 # %% ../nbs/05_critic.ipynb #666a523a
@@ -221,11 +229,38 @@ def lsgan_generator_loss(s_fake: Tensor) -> Tensor:
     return (s_fake - 1).square().sum(1).mean()
 
 # %% ../nbs/05_critic.ipynb #1eee4684
+def masked_step(optimizer: torch.optim.Optimizer, # fused optimisers take the flag on the device
+                skip: Tensor|None = None, # () bool/float tensor: true cancels the step (weights, moments, step count)
+               ):
+    "`optimizer.step()`, cancelled on the device when `skip` is true: no host sync with a fused optimiser."
+    if skip is None: return optimizer.step()
+    if not all(g.get("fused") for g in optimizer.param_groups):    # a non-fused optimiser must ask the host (one sync)
+        if not bool(skip): optimizer.step()
+        return
+    optimizer.found_inf = skip.detach().float().reshape(())         # read by the fused kernel, as under AMP's GradScaler
+    try: optimizer.step()
+    finally: del optimizer.found_inf
+
+def nonfinite(tensors: Iterable[Tensor|None]) -> Tensor: # () bool: some entry is NaN or ±inf
+    "Whether any of the tensors (e.g. gradients) holds a non-finite number, as a device tensor (no host sync)."
+    ts = [t for t in tensors if t is not None]
+    if not ts: return torch.zeros((), dtype=torch.bool)
+    return ~torch.isfinite(torch.nn.utils.get_total_norm(ts, norm_type=2.0))
+
+@dataclass(frozen=True)
+class PriorRecipe:
+    "How the generator uses a prior: its original training recipe (each prior declares its own)."
+    adv_weight: float        # weight of the adversarial term in the generator's loss (KPR is weighted 60 inside)
+    adv_stages: str          # the IEF stages whose poses the adversarial term sees: "last" or "all"
+    weight_decay: float      # L2 weight decay of the prior's optimiser (on weights, not biases)
+    source: str = ""         # where the recipe comes from
+
 class Prior(nn.Module):
     "A pose prior as the trainer sees it: an adversarial term, its own update and optimiser, a realness score."
     name: str = ""                     # the registry key (set by `register_prior`)
     heads: tuple[str, ...] = ()        # names of the raw scores' columns, `forward(x)` -> (B,len(heads))
     optimizer: torch.optim.Optimizer   # the prior's own, built in `__init__` (`lr=None`: the prior's default)
+    recipe: PriorRecipe = PriorRecipe(adv_weight=1.0, adv_stages="last", weight_decay=0.0)  # each prior declares its own
 
     def score(self, x: CriticInput) -> Tensor: # (B,) realness, higher = more real
         raise NotImplementedError
@@ -243,13 +278,15 @@ class Prior(nn.Module):
     def update(self, real: CriticInput, fake: CriticInput, # real poses; the generator's (detached here)
                generator: torch.Generator|None = None, # passed to `discriminator_loss`
                sync_grads: Callable[[Iterable[nn.Parameter]], None]|None = None, # e.g. the trainer's DDP all-reduce
+               skip: Tensor|None = None, # () bool tensor: true leaves the prior untouched (the trainer's skipped step)
               ) -> dict[str, Tensor]: # detached stats (tensors: no GPU sync here)
-        "One update of the prior on its own optimiser."
+        "One update of the prior on its own optimiser; cancelled on the device if `skip` or its gradient is not finite."
         self.optimizer.zero_grad(set_to_none=True)
         loss, stats = self.discriminator_loss(real.detach(), fake.detach(), generator)
         loss.backward()
         if sync_grads is not None: sync_grads(self.parameters())
-        self.optimizer.step()
+        bad = nonfinite(p.grad for p in self.parameters())
+        masked_step(self.optimizer, bad if skip is None else bad | skip)
         return stats
 
 PRIORS: dict[str, type[Prior]] = {}   # name -> class; "none" (no prior) is not a class
@@ -294,20 +331,30 @@ def separation_accuracy(score_real: Tensor, score_fake: Tensor, # (N,), (M,) rea
 # %% ../nbs/05_critic.ipynb #f1bc2e9b
 def _fused(m: nn.Module) -> bool: return all(p.device.type in ("cpu", "cuda") for p in m.parameters())
 
+def _adam(m: nn.Module, lr: float, weight_decay: float, **kw) -> torch.optim.Adam:
+    "Adam over a prior's parameters, L2 weight decay on the weights only (not the biases); fused where it can be."
+    if not weight_decay: return torch.optim.Adam(m.parameters(), lr=lr, fused=_fused(m), **kw)   # one group, as before
+    decay, rest = [p for p in m.parameters() if p.ndim > 1], [p for p in m.parameters() if p.ndim <= 1]
+    return torch.optim.Adam([{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                            lr=lr, fused=_fused(m), **kw)
+
 @register_prior("critic")
 class WGANCritic(Prior):
     "The authors' KCS critic (`Critic`) with the improved Wasserstein loss (WGAN-GP)."
+    recipe = PriorRecipe(adv_weight=0.01, adv_stages="last", weight_decay=0.0,
+                         source="the authors' train.py/config (critic_loss_weight 0.01, final IEF stage, no decay)")
     def __init__(self, gp_weight: float = 10.0, # λ of the gradient penalty
                  gp_mode: str = "per_sample", # "per_sample" or "authors", see `gradient_penalty`
                  canonical: bool = True, # canonicalise the joints stream (see `canonical_joints`)
                  rotations: bool = True, # the rotation head (False: the paper's "critic without rotation")
-                 lr: float|None = None): # Adam's learning rate; None: 5e-4 (the authors)
+                 lr: float|None = None, # Adam's learning rate; None: 5e-4 (the authors)
+                 weight_decay: float|None = None): # None: the recipe's (0)
         super().__init__()
         if gp_mode not in ("per_sample", "authors"): raise ValueError(f"gp_mode must be 'per_sample' or 'authors', not {gp_mode!r}")
         self.gp_weight, self.gp_mode = gp_weight, gp_mode
         self.net = Critic(canonical=canonical, rotations=rotations)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=5e-4 if lr is None else lr, betas=(0.9, 0.999), eps=1e-7,
-                                          fused=_fused(self))
+        self.optimizer = _adam(self, 5e-4 if lr is None else lr, self.recipe.weight_decay if weight_decay is None else weight_decay,
+                               betas=(0.9, 0.999), eps=1e-7)
 
     @property
     def heads(self) -> tuple[str, ...]: return self.net.heads
@@ -338,13 +385,13 @@ class WGANCritic(Prior):
 class HMRPrior(Prior):
     "HMR's factorised discriminator (`HMRDiscriminator`) with the least-squares GAN loss."
     heads = (*(f"joint_{n}" for n in SMPL_JOINT_NAMES[1:]), "all_joints", "shape")
-    def __init__(self, lr: float|None = None): # Adam's learning rate; None: 1e-4 (HMR)
+    recipe = PriorRecipe(adv_weight=1.0, adv_stages="all", weight_decay=0.0,
+                         source="akanazawa/hmr src/trainer.py + src/config.py (d_loss_weight 1, all stages, decay declared, never applied)")
+    def __init__(self, lr: float|None = None, # Adam's learning rate; None: 1e-4 (HMR's training script)
+                 weight_decay: float|None = None): # None: the recipe's (0; HMR's declared 1e-4 never acted)
         super().__init__()
         self.net = HMRDiscriminator()
-        decay = [p for p in self.parameters() if p.ndim > 1]              # L2 on the weights, not the biases
-        rest = [p for p in self.parameters() if p.ndim <= 1]
-        self.optimizer = torch.optim.Adam([{"params": decay, "weight_decay": 1e-4}, {"params": rest, "weight_decay": 0.0}],
-                                          lr=1e-4 if lr is None else lr, fused=_fused(self))
+        self.optimizer = _adam(self, 1e-4 if lr is None else lr, self.recipe.weight_decay if weight_decay is None else weight_decay)
 
     def forward(self, x: CriticInput) -> Tensor: # (B,25) raw scores
         return self.net(x.joints, x.betas, x.rotmats)

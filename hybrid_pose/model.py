@@ -137,11 +137,12 @@ class IterativeRegressor(nn.Module):
 
     def forward(self, features: Tensor, # (B,F) image features φ
                ) -> list[Tensor]: # n_iter tensors (B,85), Θ after each iteration
-        theta = self.theta0.to(features.dtype).expand(features.shape[0], -1)
+        acc = torch.promote_types(self.theta0.dtype, torch.float32)        # Θ accumulates in float32 (or float64)
+        theta = self.theta0.to(acc).expand(features.shape[0], -1)
         out = []
         for t in range(self.n_iter):
             drop = self.training and (self.dropout_stages == "all" or t == self.n_iter - 1)
-            theta = theta + self.mlp(torch.cat([features, theta], 1), drop)
+            theta = theta + self.mlp(torch.cat([features, theta.to(features.dtype)], 1), drop).to(acc)
             out.append(theta)
         return out
 
