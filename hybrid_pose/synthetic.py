@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_synthetic.ipynb #669f150c
 from __future__ import annotations
-import io, math, os, sys, zipfile
+import functools, io, math, os, sys, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,22 +19,23 @@ from tqdm.auto import tqdm
 
 from .body import BodyModel, load_body_model
 from .camera import project
-from .poses import JointLimitSampler
+from .natural_poses import make_pose_sampler
 from .render import rasterize, shade, part_segmentation, body_part_labels
 from .viz import atomic_write
 from .cli import EXIT_OK, UsageError, main as cli_main
 
 # %% auto #0
-__all__ = ['TRUTH_KEYS', 'SyntheticConfig', 'image_rng', 'sample_root', 'sample_parameters', 'frame_person', 'to_image',
-           'joint_visibility', 'background', 'SyntheticPerson', 'screen_window', 'render_person', 'make_person',
-           'visibility_of', 'npz_bytes', 'mat_bytes', 'synthetic_paths', 'write_person', 'is_complete', 'assemble',
-           'generate_synthetic', 'synth_command', 'main']
+__all__ = ['TRUTH_KEYS', 'SyntheticConfig', 'image_rng', 'sample_root', 'pose_sampler_for', 'sample_parameters', 'frame_person',
+           'to_image', 'joint_visibility', 'background', 'SyntheticPerson', 'screen_window', 'render_person',
+           'make_person', 'visibility_of', 'npz_bytes', 'mat_bytes', 'synthetic_paths', 'write_person', 'is_complete',
+           'assemble', 'generate_synthetic', 'synth_command', 'main']
 
 # %% ../nbs/07_synthetic.ipynb #048e01f9
 @dataclass
 class SyntheticConfig:
     "How synthetic people are drawn (the defaults make LSP-like images)."
-    spread: float = 0.6              # joint-limit sampler spread (1: full anatomical ranges, often contorted)
+    pose_sampler: str = "natural"    # a name in `natural_poses.POSE_SAMPLERS`: "natural" (the activity library) or "uniform"
+    pose_options: dict = field(default_factory=dict) # the sampler's options, e.g. {"spread": 0.6} for "uniform" (the old default)
     betas_std: float = 1.0           # β ~ N(0, betas_std²)
     person_px: tuple = (130., 170.)  # the person's larger extent in image pixels (LSP: "roughly 150")
     crop_person_px: float = 150.     # the person's extent in a 224-px crop of the camera's box (HMR-like framing)
@@ -62,15 +63,23 @@ def sample_root(rng: np.random.Generator, cfg: SyntheticConfig = SyntheticConfig
     r = Rotation.from_rotvec([math.pi, 0, 0]) * Rotation.from_euler("YXZ", [yaw, pitch, roll], degrees=True)
     return r.as_rotvec()
 
+@functools.lru_cache(maxsize=8)
+def pose_sampler_for(name: str, betas_std: float, options: tuple): # options: sorted (key, value) pairs
+    "The pose sampler of a config, built once (building the natural library takes ~8 ms; drawing one pose < 1 ms)."
+    try: return make_pose_sampler(name, root="zero", betas_std=betas_std, **dict(options))
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"SyntheticConfig: pose_sampler={name!r} with pose_options={dict(options)} is not usable ({e})") from e
+
 def sample_parameters(number: int, # image number
                       seed: int = 0,
                       cfg: SyntheticConfig = SyntheticConfig(),
                      ) -> dict: # pose (72,), betas (10,) float32; the rng (for the rest of the image)
-    "Pose θ and shape β of image `number`: body joints from the joint-limit sampler, root from `sample_root`."
+    "Pose θ and shape β of image `number`: body joints from `cfg.pose_sampler`, root from `sample_root` on top."
     rng = image_rng(seed, number)
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    pose, betas = JointLimitSampler(cfg.spread, root="zero", betas_std=cfg.betas_std).sample(1, g)
-    pose[0, :3] = torch.from_numpy(sample_root(rng, cfg)).float()
+    pose, betas = pose_sampler_for(cfg.pose_sampler, cfg.betas_std, tuple(sorted(cfg.pose_options.items()))).sample(1, g)
+    root = Rotation.from_rotvec(sample_root(rng, cfg)) * Rotation.from_rotvec(pose[0, :3].double().numpy())
+    pose[0, :3] = torch.from_numpy(root.as_rotvec()).float()
     return dict(pose=pose[0], betas=betas[0], rng=rng)
 
 # %% ../nbs/07_synthetic.ipynb #68dbab52
