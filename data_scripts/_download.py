@@ -6,8 +6,11 @@ Standard library only (urllib, zipfile, tarfile, hashlib). What the data must lo
 - `fetch(urls, dest)`: try the mirrors in order; download into `dest.part` with HTTP Range requests so an
   interrupted download resumes where it stopped (also for file:// URLs); rename to `dest` only when complete.
 - `record_checksum`: SHA-256 and size of every archive, recorded in `downloads/checksums.json` the first time and
-  compared afterwards (no public checksums exist for these archives; see data_sources.md §9).
-- `test_archive`, `extract`: integrity (zip CRCs, gzip/tar stream) and safe extraction (no absolute paths, no ..).
+  compared afterwards (no public checksums exist for these archives; docs/data.md).
+- `Mirror`, `content_digest`: a download location; one whose bytes cannot be pinned (a GitHub archive is generated on
+  request) is pinned by its content instead: the SHA-256 of joints.mat and a digest of the image files.
+- `test_archive`, `extract`: integrity (zip CRCs, gzip/tar stream) and safe extraction: members with absolute paths,
+  `..` or links are dropped and counted, a file/folder clash is an error, and the unpacked size has a cap (zip bombs).
 - `RemoteFile`: a seekable file over HTTP Range requests, so zipfile can read single members of a huge remote zip.
 - `install`: move an unpacked folder into place atomically (rename; the old copy is removed only afterwards).
 """
@@ -28,10 +31,12 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 USER_AGENT = "hybrid_pose-data-scripts (python urllib)"
 CHUNK = 1 << 20
+MAX_UNPACKED_GB = 8.0  # default cap on what one extraction may write (LSPe: 0.2 GB; UPi-S1h's LSP/LSPe masks: < 1 GB)
 
 
 class DownloadError(RuntimeError):
@@ -214,53 +219,126 @@ def test_archive(path: Path) -> int:
         raise DownloadError(f"{path}: damaged archive ({type(e).__name__}: {e}). Delete it and download again.") from None
 
 
-def _safe_name(name: str) -> str | None:
-    "A member name as a relative POSIX path, or None if it is absolute or climbs out with '..'."
+def _unsafe(name: str) -> str | None:
+    "Why a member name must not be written ('absolute path', 'path traversal'), or None if it is a plain relative path."
     name = name.replace("\\", "/")
     parts = [p for p in name.split("/") if p not in ("", ".")]
-    if name.startswith("/") or any(p == ".." for p in parts) or (parts and ":" in parts[0]): return None
-    return "/".join(parts)
+    if name.startswith("/") or (parts and ":" in parts[0]): return "absolute path"
+    if any(p == ".." for p in parts): return "path traversal"
+    return None
 
 
-def extract(source, dest: Path, select=None, skip_existing: bool = False, quiet: bool = False) -> list:
+def _safe_name(name: str) -> str | None:
+    "A member name as a relative POSIX path, or None if it is absolute or climbs out with '..'."
+    if _unsafe(name): return None
+    return "/".join(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
+
+
+class Unpacked(list):
+    "The relative paths `extract` wrote, with `dropped` (reason -> member names left out as unsafe) and `bytes` written."
+    def __init__(self):
+        super().__init__(); self.dropped, self.bytes = {}, 0
+
+    def drop(self, reason: str, name: str): self.dropped.setdefault(reason, []).append(name)
+
+    def summary(self) -> str:
+        "One line on the dropped members ('' if none)."
+        if not self.dropped: return ""
+        n = sum(map(len, self.dropped.values()))
+        parts = [f"{r} {len(v)}: {', '.join(v[:3])}{', ...' if len(v) > 3 else ''}" for r, v in self.dropped.items()]
+        return f"dropped {n} unsafe archive member{'s' * (n != 1)} (not written): " + "; ".join(parts)
+
+
+def _is_zip_link(info: zipfile.ZipInfo) -> bool:
+    "A zip member stored as a symbolic link (Unix mode in the external attributes)."
+    return (info.external_attr >> 16) & 0o170000 == 0o120000
+
+
+def _target(dest: Path, rel: str, name: str) -> Path:
+    "Where member `rel` goes under `dest`; a DownloadError if a file and a folder of the archive share a name."
+    out = dest / rel
+    for p in [*reversed(out.relative_to(dest).parents[:-1]), None]:
+        q = out if p is None else dest / p
+        if q.is_symlink() or (p is not None and q.exists() and not q.is_dir()) or (p is None and q.is_dir()):
+            raise DownloadError(f"archive member {name!r} clashes with {q} (a file and a folder of the same name, or a "
+                                "link): the archive is malformed. Delete it and download again.")
+    return out
+
+
+def _copy_capped(src, out: Path, left: int) -> int:
+    "Copy a member's bytes to `out`, writing at most `left` bytes; the number written (-1: the cap was hit)."
+    n = 0
+    with open(out, "wb") as dst:
+        for buf in iter(lambda: src.read(CHUNK), b""):
+            n += len(buf)
+            if n > left: return -1
+            dst.write(buf)
+    return n
+
+
+def _cap_error(source, total: int, cap: int) -> DownloadError:
+    return DownloadError(f"{source}: unpacking would write more than {cap / 1e9:.1f} GB ({total / 1e9:.1f} GB declared): "
+                         "a zip bomb or the wrong archive. If you trust it, raise the cap with --max-unpacked-gb.")
+
+
+def extract(source, dest: Path, select=None, skip_existing: bool = False, quiet: bool = False,
+            max_bytes: int = int(MAX_UNPACKED_GB * 1e9)) -> Unpacked:
     """Extract the members `select(name) -> relative path or None` chooses (default: all) from a zip or tar archive
     (a path or a seekable file object) into `dest`; with `skip_existing`, members already there with the right size
-    and CRC are kept (resuming an interrupted extraction). Returns the relative paths written."""
+    and CRC are kept (resuming an interrupted extraction). Members with an absolute path, `..` or a link are not
+    written but counted (`Unpacked.dropped`); more than `max_bytes` in all is refused. Returns the relative paths written."""
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     select = select or (lambda n: n)
-    written = []
+    written = Unpacked()
     is_zip = not isinstance(source, (str, Path)) or archive_kind(source) == "zip"
     try:
         if is_zip:
             with zipfile.ZipFile(source) as zf:
-                infos = [i for i in zf.infolist() if not i.is_dir()]
-                todo = [(i, _safe_name(i.filename)) for i in infos]
-                todo = [(i, select(n)) for i, n in todo if n is not None]
-                todo = [(i, r) for i, r in todo if r]
+                todo = []
+                for i in zf.infolist():
+                    if i.is_dir(): continue
+                    why = _unsafe(i.filename) or ("link" if _is_zip_link(i) else None)
+                    if why: written.drop(why, i.filename); continue
+                    rel = select(_safe_name(i.filename))
+                    if rel: todo.append((i, rel))
+                total = sum(i.file_size for i, _ in todo)
+                if total > max_bytes: raise _cap_error(source, total, max_bytes)
                 if hasattr(source, "plan"):  # a RemoteFile: fetch the wanted members' bytes in a few requests
                     source.plan([(i.header_offset, i.header_offset + 30 + len(i.orig_filename.encode()) + len(i.extra)
                                   + i.compress_size + 1024) for i, _ in todo])
                 last = time.time()
                 for k, (info, rel) in enumerate(todo):
-                    out = dest / rel
+                    out = _target(dest, rel, info.filename)
                     if skip_existing and out.is_file() and out.stat().st_size == info.file_size and _crc(out) == info.CRC:
-                        written.append(rel); continue
+                        written.append(rel); written.bytes += info.file_size; continue
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(out, "wb") as dst: shutil.copyfileobj(src, dst, CHUNK)  # CRC checked at EOF
-                    written.append(rel)
+                    with zf.open(info) as src: n = _copy_capped(src, out, max_bytes - written.bytes)  # CRC checked at EOF
+                    if n < 0: raise _cap_error(source, total, max_bytes)
+                    written.append(rel); written.bytes += n
                     if time.time() - last > 5 and not quiet:
                         last = time.time(); print(f"  extracted {k + 1} / {len(todo)}", flush=True)
         else:
             with tarfile.open(source) as tf:
-                for m in tf:
-                    rel = _safe_name(m.name)
-                    rel = select(rel) if rel is not None and m.isfile() else None
-                    if not rel: continue
-                    out = dest / rel; out.parent.mkdir(parents=True, exist_ok=True)
-                    with tf.extractfile(m) as src, open(out, "wb") as dst: shutil.copyfileobj(src, dst, CHUNK)
-                    written.append(rel)
+                todo = []
+                for m in tf.getmembers():
+                    if m.isdir(): continue
+                    why = _unsafe(m.name) or ("link" if m.issym() or m.islnk() else None if m.isfile() else "special file")
+                    if why: written.drop(why, m.name); continue
+                    rel = select(_safe_name(m.name))
+                    if rel: todo.append((m, rel))
+                total = sum(m.size for m, _ in todo)
+                if total > max_bytes: raise _cap_error(source, total, max_bytes)
+                for m, rel in todo:
+                    out = _target(dest, rel, m.name); out.parent.mkdir(parents=True, exist_ok=True)
+                    with tf.extractfile(m) as src: n = _copy_capped(src, out, max_bytes - written.bytes)
+                    if n < 0: raise _cap_error(source, total, max_bytes)
+                    written.append(rel); written.bytes += n
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as e:
         raise DownloadError(f"{source}: damaged archive ({type(e).__name__}: {e}). Delete it and download again.") from None
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:
+        raise DownloadError(f"{source}: cannot unpack ({type(e).__name__}: {e}): the archive is malformed. "
+                            "Delete it and download again.") from None
+    if written.dropped: print(f"warning: {source}: {written.summary()}", file=sys.stderr, flush=True)
     return written
 
 
@@ -269,6 +347,41 @@ def _crc(path: Path) -> int:
     with open(path, "rb") as fh:
         for buf in iter(lambda: fh.read(CHUNK), b""): crc = zlib.crc32(buf, crc)
     return crc
+
+
+@dataclass(frozen=True)
+class Mirror:
+    "A place to download a dataset's archive from, and how to trust what it serves."
+    url: str
+    archive: str = ""  # file name under data_root/downloads (default: the dataset's archive name)
+    content: dict = field(default_factory=dict)  # pins when the bytes cannot be pinned: joints.mat SHA-256, `content_digest` of images/
+    extra: tuple = ()  # top-level files of the archive that are not part of the dataset (not installed)
+
+
+def as_mirror(m) -> Mirror:
+    return m if isinstance(m, Mirror) else Mirror(str(m))
+
+
+def content_digest(folder: Path) -> str:
+    "SHA-256 over the sorted lines 'name sha256' of the files in `folder` (pins a set of files, not an archive's bytes)."
+    h = hashlib.sha256()
+    for p in sorted(Path(folder).iterdir()):
+        if p.is_file(): h.update(f"{p.name} {sha256(p)}\n".encode())
+    return h.hexdigest()
+
+
+def verify_content(root: Path, mirror: Mirror, quiet: bool = False):
+    "Check an unpacked dataset against `mirror.content` (joints.mat SHA-256, images digest); remove `mirror.extra`."
+    for name in mirror.extra:
+        p = Path(root) / name
+        if p.is_file(): p.unlink(); _say(f"  not installed: {name} (not part of the dataset)", quiet)
+    pins = dict(mirror.content)
+    got = {"joints.mat": sha256(Path(root) / "joints.mat"), "images": content_digest(Path(root) / "images")}
+    bad = [f"{k} {got[k]} (pinned {v})" for k, v in pins.items() if k in got and got[k] != v]
+    if bad:
+        raise DownloadError(f"{mirror.url}: the content differs from the pinned one: " + "; ".join(bad) +
+                            ". The mirror changed; nothing was installed. Use another mirror or --archive.")
+    _say(f"  content matches the pinned joints.mat and images ({', '.join(f'{k} {v[:12]}' for k, v in pins.items())})", quiet)
 
 
 def find_root(folder: Path, marker: str = "joints.mat") -> Path:
@@ -394,12 +507,14 @@ def existing_install(target, check, force):
 
 
 def images_dataset_main(argv, name: str, archive_name: str, mirrors: list, layout: str, expect_count: int,
-                        known_sha256: str | None, description: str, manual: str) -> int:
+                        known_sha256: str | None, description: str, manual: str, low_res: str | None = None) -> int:
     """Download (resumably, trying `mirrors` in order), verify and install an LSP-layout zip as data_root/`name`.
+    `mirrors`: URLs or `Mirror`s; `low_res`: the low-resolution archive name the images must match (see datacheck).
     Exit status: 0 installed or already present, 1 verification failed (nothing installed), 2 download failed."""
     import argparse, tempfile
+    mirrors = [as_mirror(m) for m in mirrors]
     p = argparse.ArgumentParser(prog=f"get_{name}.py", description=description,
-                                epilog="Mirrors tried in order:\n  " + "\n  ".join(mirrors) + "\n\n" + manual,
+                                epilog="Mirrors tried in order:\n  " + "\n  ".join(m.url for m in mirrors) + "\n\n" + manual,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", type=Path, default=Path("data"), help="the data folder (default: data)")
     p.add_argument("--url", "--mirror", action="append", dest="urls", metavar="URL",
@@ -413,31 +528,45 @@ def images_dataset_main(argv, name: str, archive_name: str, mirrors: list, layou
     p.add_argument("--timeout", type=float, default=60, help="network timeout in seconds (default 60)")
     p.add_argument("--delete-archive", action="store_true", help="delete the downloaded zip after installing")
     p.add_argument("--deep", action="store_true", help="decode every image when verifying (default: headers + 20)")
+    p.add_argument("--max-unpacked-gb", type=float, default=MAX_UNPACKED_GB,
+                   help=f"refuse an archive that unpacks to more than this (default {MAX_UNPACKED_GB:g} GB)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     import_hybrid_pose()
     from hybrid_pose.datacheck import check_images_folder
     root, q = a.data_root, a.quiet
     target = root / name
-    check = lambda folder: check_images_folder(folder, layout, a.expect_count, a.deep, name)
+    check = lambda folder: check_images_folder(folder, layout, a.expect_count, a.deep, name, low_res=low_res)
     done = existing_install(target, check, a.force)
     if done is not None: return done
     downloads = root / "downloads"
     try:
+        mirror = None
         if a.archive:
             if not a.archive.is_file(): raise DownloadError(f"{a.archive} does not exist")
             archive, url = a.archive, None
         else:
-            try: archive, url = fetch(a.urls or mirrors, downloads / archive_name, a.retries, a.timeout, q, check=archive_kind)
-            except DownloadError as e:
-                print(f"error: {e}\n\n{manual}", file=sys.stderr); return 2
-        record_checksum(archive, downloads / "checksums.json", a.sha256 or known_sha256, url, q)
+            errors = []
+            for m in [Mirror(u) for u in a.urls] if a.urls else mirrors:
+                try:
+                    archive, url = fetch([m.url], downloads / (m.archive or archive_name), a.retries, a.timeout, q,
+                                         check=archive_kind)
+                    mirror = m; break
+                except DownloadError as e: errors.append(str(e).removeprefix("every mirror failed:\n  "))
+            else:
+                print("error: every mirror failed:\n  " + "\n  ".join(errors) + f"\n\n{manual}", file=sys.stderr); return 2
+        if mirror is not None and mirror.content and not a.sha256:
+            _say(f"  {archive.name}: the bytes of a generated archive are not pinned; its content is verified instead", q)
+        else: record_checksum(archive, downloads / "checksums.json", a.sha256 or known_sha256, url, q)
         _say(f"checking {archive}: {test_archive(archive)} members, CRCs fine", q)
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
         try:
-            extract(archive, tmp, quiet=q)
+            extract(archive, tmp, quiet=q, max_bytes=int(a.max_unpacked_gb * 1e9))
             src = find_root(tmp)
+            if mirror is None or not mirror.content:       # a manual archive or URL may be a pinned mirror's copy: its layout says
+                mirror = next((m for m in mirrors if m.content and m.extra and all((src / e).is_file() for e in m.extra)), mirror)
+            if mirror is not None and mirror.content: verify_content(src, mirror, q)
             chk = check(src)
             _say(str(chk), q)
             if chk.status != "present":

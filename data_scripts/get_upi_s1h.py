@@ -9,7 +9,8 @@ LSPe masks. When the server (or a file:// URL) can serve byte ranges, only the z
 are read; otherwise, or with --full, the whole zip is downloaded (resumably) into data/downloads/ and the members are
 extracted from it. Members are extracted into data/.partial-upi-s1h/ (an interrupted run resumes and keeps what is
 done), each member's CRC is checked, then the counts (LSP silhouettes and part masks for im1001-2000, 8642 LSPe
-silhouettes), pixel values (silhouettes 0/255, parts 0-6/255) and sizes (each mask the size of its image, when
+silhouettes), pixel values (silhouettes 0/255, parts 0-6/255: a few stray values are counted and reported, masks
+refused only when clearly of another kind) and sizes (each mask the size of its image, when
 data/lsp and data/lspet are there) are verified before the folder is renamed to data/upi-s1h.
 Source: the UP-3D/UPi-S1h release of Lassner et al. (CVPR 2017). Licence: "for research purposes"; cite Lassner et al., CVPR 2017.
 
@@ -21,8 +22,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _download import (DownloadError, existing_install, extract, fetch, import_hybrid_pose, install, licensed_note,  # noqa: E402
-                       open_remote_zip_source, record_checksum, archive_kind)
+from _download import (MAX_UNPACKED_GB, DownloadError, existing_install, extract, fetch, import_hybrid_pose,  # noqa: E402
+                       install, licensed_note, open_remote_zip_source, record_checksum, archive_kind)
 
 MIRRORS = [
     "http://files.is.tuebingen.mpg.de/classner/up/datasets/upi-s1h.zip",  # the files page of the UP project
@@ -62,6 +63,8 @@ def main(argv=None) -> int:
     p.add_argument("--retries", type=int, default=3)
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("--deep", action="store_true", help="check the pixel values of every mask (default: 20 per kind)")
+    p.add_argument("--max-unpacked-gb", type=float, default=MAX_UNPACKED_GB,
+                   help=f"refuse to unpack more than this (default {MAX_UNPACKED_GB:g} GB; the LSP and LSPe masks are well below 1 GB)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     import_hybrid_pose()
@@ -94,7 +97,7 @@ def main(argv=None) -> int:
             record_checksum(archive, root / "downloads/checksums.json", a.sha256, url, q)
             source = open(archive, "rb")
         with source:
-            done = extract(source, partial, select, skip_existing=True, quiet=q)
+            done = extract(source, partial, select, skip_existing=True, quiet=q, max_bytes=int(a.max_unpacked_gb * 1e9))
         if not q: print(f"extracted {len(done)} mask files into {partial}")
         if not done: raise DownloadError("the archive holds no data/lsp/ or data/lsp_extended/ masks. Is it upi-s1h.zip?")
         chk = check(partial)

@@ -7,6 +7,7 @@ read) served by file:// URLs or a local HTTP server with Range support on 127.0.
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -272,3 +273,146 @@ def test_safe_member_names():
     assert dl._safe_name("/etc/passwd") is None and dl._safe_name("a/../../x") is None
     assert get_upi.select("upi-s1h/data/lsp/im0001_part_segmentation.png") == "data/lsp/im0001_part_segmentation.png"
     assert get_upi.select("upi-s1h/data/mpii/images/00001_segmentation.png") is None
+
+
+def _png_bytes(path, edit=None):
+    "A PNG's bytes, optionally with its pixel array edited in place by `edit(a)`."
+    import io
+    from PIL import Image
+    a = np.array(Image.open(path))
+    if edit is not None: edit(a)
+    buf = io.BytesIO(); Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_upi_s1h_stray_mask_values_are_counted_not_fatal(fake, tmp_path, capsys):
+    "One stray value in a sampled silhouette used to install nothing; now it installs and the note gives the count."
+    data = tmp_path / "data"; _install_images(fake, data)
+    up = {f"upi-s1h/{p.relative_to(fake['src'] / 'upi-s1h')}": p for p in sorted((fake["src"] / "upi-s1h").rglob("*.png"))}
+    sil = "upi-s1h/data/lsp/im0002_segmentation.png"
+    def stray(a): a[0, :2] = 254
+    up[sil] = _png_bytes(up[sil], stray)
+    archive = _zip(tmp_path / "upi-s1h.zip", up)
+    argv = ["--data-root", str(data), "--archive", str(archive), "--lsp-range", "1-5", "--expect-lspet", "3"]
+    assert get_upi.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 of 5 sampled silhouette files hold 2 pixels outside [0, 255] (values [254])" in out, out
+    assert (data / "upi-s1h/data/lsp/im0002_segmentation.png").is_file()
+
+
+def test_upi_s1h_masks_of_another_kind_install_nothing(fake, tmp_path, capsys):
+    "Silhouettes full of grey levels (JPEG-like) in most files: refused, nothing installed."
+    data = tmp_path / "data"; _install_images(fake, data)
+    up = {f"upi-s1h/{p.relative_to(fake['src'] / 'upi-s1h')}": p for p in sorted((fake["src"] / "upi-s1h").rglob("*.png"))}
+    for k in list(up):
+        if k.endswith("0_segmentation.png") or "/lsp/im000" in k and k.endswith("_segmentation.png") and "part" not in k:
+            up[k] = _png_bytes(up[k], lambda a: a.__setitem__(slice(None), np.where(a > 0, 200, 30)))
+    archive = _zip(tmp_path / "upi-s1h.zip", up)
+    assert get_upi.main(["--data-root", str(data), "--archive", str(archive), "--lsp-range", "1-5",
+                         "--expect-lspet", "3"]) == 1
+    out = capsys.readouterr()
+    assert "5 of 5 sampled silhouette files are not silhouettes of this kind" in out.out, out
+    assert not (data / "upi-s1h").exists()
+
+
+def test_original_resolution_lsp_is_named_at_install(fake, tmp_path, capsys):
+    "lsp_dataset_original.zip (same names, large images) is refused at install, naming lsp_dataset.zip."
+    from PIL import Image
+    import io
+    files = {}
+    for p in sorted((fake["src"] / "lsp/images").iterdir()):
+        im = Image.open(p); buf = io.BytesIO()
+        im.resize((im.width * 3, im.height * 3)).save(buf, format="JPEG"); files[f"images/{p.name}"] = buf.getvalue()
+    j = scipy.io.loadmat(fake["src"] / "lsp/joints.mat")["joints"]; j[:2] *= 3
+    scipy.io.savemat(tmp_path / "joints.mat", {"joints": j})
+    files.update({"joints.mat": tmp_path / "joints.mat", "README.txt": b"LSP original\n"})
+    archive = _zip(tmp_path / "lsp_dataset_original.zip", files)
+    data = tmp_path / "data"
+    assert get_lsp.main(["--data-root", str(data), "--archive", str(archive), "--expect-count", "5"]) == 1
+    out = capsys.readouterr()
+    assert "lsp_dataset_original.zip" in out.out and "Get lsp_dataset.zip instead" in out.out, out
+    assert not (data / "lsp").exists()
+
+
+def _link_zip(path: Path):
+    "A zip with a symbolic link 'lnk' -> /tmp followed by 'lnk/x', plus '../evil', '/abs' and one good file."
+    with zipfile.ZipFile(path, "w") as zf:
+        link = zipfile.ZipInfo("lnk"); link.external_attr = (0o120777 << 16); zf.writestr(link, "/tmp")
+        zf.writestr("lnk/x", b"x"); zf.writestr("../evil.txt", b"e"); zf.writestr("/abs.txt", b"a")
+        zf.writestr("ok/good.txt", b"good")
+    return path
+
+
+def test_unsafe_members_are_dropped_and_counted(tmp_path, capsys):
+    import tarfile
+    out = dl.extract(_link_zip(tmp_path / "links.zip"), tmp_path / "z")
+    assert sorted(out) == ["lnk/x", "ok/good.txt"] and (tmp_path / "z/lnk").is_dir() and not (tmp_path / "z/lnk").is_symlink()
+    assert out.dropped == {"link": ["lnk"], "path traversal": ["../evil.txt"], "absolute path": ["/abs.txt"]}
+    assert "dropped 3 unsafe archive members" in capsys.readouterr().err
+    assert not (tmp_path / "evil.txt").exists()
+    with tarfile.open(tmp_path / "links.tar", "w") as tf:
+        for name, kind in (("lnk", tarfile.SYMTYPE), ("hard", tarfile.LNKTYPE), ("fifo", tarfile.FIFOTYPE)):
+            ti = tarfile.TarInfo(name); ti.type = kind; ti.linkname = "/etc/passwd"; tf.addfile(ti)
+        ti = tarfile.TarInfo("lnk/x"); ti.size = 1
+        import io
+        tf.addfile(ti, io.BytesIO(b"x"))
+    out = dl.extract(tmp_path / "links.tar", tmp_path / "t")
+    assert list(out) == ["lnk/x"] and out.dropped == {"link": ["lnk", "hard"], "special file": ["fifo"]}
+    clash = tmp_path / "clash.zip"                                         # a file 'a' and a file 'a/b'
+    with zipfile.ZipFile(clash, "w") as zf: zf.writestr("a", b"1"); zf.writestr("a/b", b"2")
+    with pytest.raises(dl.DownloadError, match="clashes with .*a file and a folder of the same name"):
+        dl.extract(clash, tmp_path / "c")
+
+
+def test_unpacked_size_cap(fake, tmp_path, capsys):
+    "A zip bomb (50 MB of zeros in a 50 kB zip) is refused under a 10 MB cap; the CLI says how to raise it."
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf: zf.writestr("images/zeros.bin", bytes(50 << 20))
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(dl.DownloadError, match="more than 0.0 GB .*--max-unpacked-gb"):
+        dl.extract(bomb, tmp_path / "b", max_bytes=10 << 20)
+    assert not list((tmp_path / "b").iterdir())
+    data = tmp_path / "data"
+    assert get_lsp.main(["--data-root", str(data), "--archive", str(fake["lsp"]), "--expect-count", "5",
+                         "--max-unpacked-gb", "0.00001"]) == 1
+    assert "--max-unpacked-gb" in capsys.readouterr().err and not (data / "lsp").exists()
+
+
+def _github_zip(fake, path: Path, commit: str, joints=None):
+    "The layout of a GitHub archive of axelcarlier/lsp: lsp-<commit>/ with images/, joints.mat, README and two extras."
+    top = f"lsp-{commit}/"
+    files = {f"{top}images/{p.name}": p for p in sorted((fake["src"] / "lspet/images").iterdir())}
+    files.update({f"{top}joints.mat": joints or fake["src"] / "lspet/joints.mat", f"{top}README.txt": b"LSPET README\n",
+                  f"{top}image_resize.ipynb": b"{}", f"{top}labels.npz": b"PK"})
+    return _zip(path, files)
+
+
+def test_lspet_github_mirror_verified_by_content(fake, server, tmp_path, capsys):
+    "The pinned GitHub archive: a dead mirror first, then the archive (top folder, extras dropped), pinned by content."
+    import dataclasses
+    m = get_lspet.GITHUB_MIRROR
+    assert re.fullmatch(r"https://github\.com/axelcarlier/lsp/archive/[0-9a-f]{40}\.zip", m.url)
+    assert m.url.split("/")[-1][:7] == "8fabf31" and set(m.content) == {"joints.mat", "images"}
+    commit = m.url.split("/")[-1][:-4]
+    _github_zip(fake, fake["dir"] / "gh.zip", commit)
+    pins = {"joints.mat": _sha(fake["src"] / "lspet/joints.mat"), "images": dl.content_digest(fake["src"] / "lspet/images")}
+    mirrors = [f"{server.url}/dead.zip", dataclasses.replace(m, url=f"{server.url}/gh.zip", content=pins)]
+    data = tmp_path / "data"
+    assert get_lspet.main(["--data-root", str(data), "--expect-count", "4", "--retries", "0"], mirrors=mirrors) == 0
+    out = capsys.readouterr().out
+    assert "content matches the pinned joints.mat and images" in out and "not installed: labels.npz" in out, out
+    assert sorted(p.name for p in (data / "lspet").iterdir()) == ["README.txt", "images", "joints.mat"]
+    assert len(list((data / "lspet/images").iterdir())) == 4
+    assert (data / f"downloads/lsp-{commit[:7]}.zip").is_file() and not (data / "downloads/checksums.json").exists()
+    assert [p for p, _ in server.log] == ["/dead.zip", "/gh.zip"]
+    # the same archive given by hand is recognised by its layout and verified the same way
+    assert get_lspet.main(["--data-root", str(tmp_path / "d2"), "--expect-count", "4", "--quiet",
+                           "--archive", str(fake["dir"] / "gh.zip")], mirrors=mirrors[1:]) == 0
+    # a copy whose joints.mat differs from the pinned one installs nothing
+    j = scipy.io.loadmat(fake["src"] / "lspet/joints.mat")["joints"]; j[0, 0, 0] += 1
+    scipy.io.savemat(tmp_path / "j.mat", {"joints": j})
+    _github_zip(fake, fake["dir"] / "gh2.zip", commit, tmp_path / "j.mat")
+    bad = [dataclasses.replace(mirrors[1], url=f"{server.url}/gh2.zip", archive="other.zip")]
+    assert get_lspet.main(["--data-root", str(tmp_path / "d3"), "--expect-count", "4", "--quiet"], mirrors=bad) == 1
+    err = capsys.readouterr().err
+    assert "content differs from the pinned one: joints.mat" in err and not (tmp_path / "d3/lspet").exists(), err
