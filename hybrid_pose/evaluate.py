@@ -15,20 +15,22 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .body import LSP_FLIP, BodyModel, resolve_device
+from .camera import image_to_crop_pixels
 from .losses import KPR_WEIGHT, Objective, kpr_to_pixels, mr_per_image
 from .model import THETA_DIM, decode
 from .poses import joint_limit_violation
 from .render import PART_NAMES, body_part_labels, part_segmentation, rasterize, to_screen
 
 # %% auto #0
-__all__ = ['PCK_REFS', 'LSP_PELVIS', 'TRUTH_HELP', 'PCK_LEVELS', 'pck', 'root_center', 'mpjpe', 'Similarity',
-           'similarity_transform', 'procrustes_align', 'pa_mpjpe', 'confusion_matrix', 'silhouette_confusion',
-           'part_confusion', 'f1_scores', 'pixel_accuracy', 'load_truth', 'truth_rows', 'flip_joints3d',
-           'theta_from_truth', 'TruthModel', 'BatchScores', 'score_batch', 'paper_numbers', 'summarize', 'EvalResult',
-           'evaluate', 'confusion_image', 'evaluate_command']
+__all__ = ['PCK_REFS', 'PCK_JOINTS', 'LSP_PELVIS', 'TRUTH_HELP', 'PCK_LEVELS', 'PAPER_PIXEL_CENTERS', 'METRIC_PROTOCOLS', 'pck',
+           'root_center', 'mpjpe', 'Similarity', 'similarity_transform', 'procrustes_align', 'pa_mpjpe',
+           'confusion_matrix', 'silhouette_confusion', 'part_confusion', 'f1_scores', 'pixel_accuracy', 'crop_on_photo',
+           'paste_to_image', 'load_truth', 'truth_rows', 'flip_joints3d', 'theta_from_truth', 'TruthModel',
+           'BatchScores', 'score_batch', 'paper_numbers', 'summarize', 'EvalResult', 'evaluate', 'confusion_image',
+           'evaluate_command']
 
 # %% ../nbs/10_evaluate.ipynb #3c729c33
-PCK_REFS = {"crop": None, "torso": (9, 2), "head": (12, 13)}  # ref -> the two GT joints whose distance is L (None: crop side)
+PCK_REFS = {"torso": (9, 2), "head": (12, 13), "crop": None}  # ref -> the two GT joints whose distance is L (None: crop side)
 
 def _check_keypoints(pred, gt, fn: str):
     "Raise unless `pred` is (B,K,2) and `gt` (B,K,3) with the same B and K."
@@ -38,26 +40,32 @@ def _check_keypoints(pred, gt, fn: str):
         raise ValueError(f"{fn}: expected `pred` (B,K,2) and `gt` (B,K,3) = (u, v, visibility) in crop units with the "
                          f"same B and K; got {tuple(pred.shape)} and {tuple(gt.shape)}")
 
+PCK_JOINTS = ("all", "visible")  # which joints a PCK counts: every annotated joint (the standard), or the visible ones
+
 def pck(pred: Tensor, # (B,K,2) predicted joints, crop units
         gt: Tensor, # (B,K,3) annotated joints (u, v, visibility), crop units
-        threshold: float = 0.1, # α: a joint is correct within α·L of its annotation
-        ref: str = "crop", # L: "crop" (the crop side), "torso" (GT L-shoulder–R-hip), "head" (GT neck–head top)
+        threshold: float = 0.2, # α: a joint is correct within α·L of its annotation
+        ref: str = "torso", # L: "torso" (GT L-shoulder–R-hip, the standard), "head" (GT neck–head top), "crop" (the crop side)
+        joints: str = "all", # "all": every joint of every image (the standard LSP protocol); "visible": visible ones only
         reduction: str = "mean", # "mean" (pooled over the batch), "none" (B,) per image, "joints" (B,K) hits
        ) -> Tensor: # scalar, (B,) or (B,K); NaN where no joint was counted
-    "Percentage (as a fraction) of correct keypoints among the visible ones."
+    "Fraction of correct keypoints; the defaults are the standard LSP protocol (all 14 joints, 0.2 × torso)."
     _check_keypoints(pred, gt, "pck")
     if ref not in PCK_REFS: raise ValueError(f"pck: ref must be one of {sorted(PCK_REFS)}; got {ref!r}")
+    if joints not in PCK_JOINTS: raise ValueError(f"pck: joints must be one of {PCK_JOINTS}; got {joints!r}")
     if reduction not in ("mean", "none", "joints"):
         raise ValueError(f"pck: reduction must be 'mean', 'none' or 'joints'; got {reduction!r}")
     d = torch.linalg.vector_norm(pred - gt[..., :2], dim=-1)             # (B,K) crop units
-    counted = gt[..., 2] > 0
+    visible = gt[..., 2] > 0
+    counted = (visible if joints == "visible" else torch.ones_like(visible)) & torch.isfinite(gt[..., :2]).all(-1)
     if PCK_REFS[ref] is None: L = d.new_full(d.shape[:1], 2.0)            # the crop side is 2 crop units
     else:
         a, b = PCK_REFS[ref]
         if max(a, b) >= gt.shape[1]:
             raise ValueError(f"pck: ref={ref!r} needs LSP joints {a} and {b}; got only {gt.shape[1]} joints (use ref='crop')")
         L = torch.linalg.vector_norm(gt[:, a, :2] - gt[:, b, :2], dim=-1)
-        counted = counted & (counted[:, a] & counted[:, b] & (L > 0))[:, None]
+        ok = torch.isfinite(L) & (L > 0) & ((visible[:, a] & visible[:, b]) if joints == "visible" else True)
+        counted = counted & ok[:, None]
     hits = torch.where(counted, (d <= threshold * L[:, None]).to(d.dtype), math.nan)
     if reduction == "joints": return hits
     return hits.nanmean(1) if reduction == "none" else hits.nanmean()
@@ -198,6 +206,44 @@ def pixel_accuracy(conf: Tensor, # (...,C,C) or (...,C+1,C) confusion counts [GT
         right, total = right + c[..., C, ignored_as], total + c[..., C, :].sum(-1)
     return torch.where(total > 0, right / total.clamp_min(1), math.nan)
 
+# %% ../nbs/10_evaluate.ipynb #71b5a891
+def crop_on_photo(center: Tensor, # (B,2) crop box centres, original-image pixels (`meta["center"]`)
+                  box_size: Tensor, # (B,) box sides, original-image pixels (`meta["box_size"]`)
+                  flipped: Tensor, # (B,) bool, the crop was mirrored (`meta["flipped"]`)
+                  image_size: Tensor, # (B,2) (H, W) of the original images (`meta["image_size"]`)
+                  size: int = 224, # crop side, pixels
+                 ) -> Tensor: # (B,size,size) bool: crop pixels whose nearest-pixel sample lies on the photo
+    "Which crop pixels show the photo (the rest is padding), as the loader's label crop samples them."
+    c, box = torch.as_tensor(center).double().reshape(-1, 2), torch.as_tensor(box_size).double().reshape(-1)
+    k = (torch.arange(size, dtype=torch.float64) + 0.5 - size / 2) * (box / size)[:, None]      # (B,S) offsets
+    xs, ys = torch.floor(c[:, :1] + k), torch.floor(c[:, 1:] + k)
+    xs = torch.where(torch.as_tensor(flipped).reshape(-1, 1).bool(), xs.flip(-1), xs)
+    hw = torch.as_tensor(image_size).reshape(-1, 2).double()
+    okx, oky = (xs >= 0) & (xs < hw[:, 1:]), (ys >= 0) & (ys < hw[:, :1])
+    return oky[:, :, None] & okx[:, None, :]
+
+def paste_to_image(labels: Tensor, # (S,S) crop-frame labels (bool or integer)
+                   center, # (2,) crop box centre, original-image pixels
+                   box_size, # box side, original-image pixels
+                   flipped: bool, # the crop was mirrored
+                   image_size, # (H, W) of the original image
+                   fill: int = 0, # label outside the crop (background)
+                  ) -> Tensor: # (H,W) the labels in the original image, same dtype
+    "Paste a crop-frame label map back into its original image (SPIN's `uncrop`, nearest neighbour)."
+    S, (H, W) = labels.shape[-1], (int(v) for v in image_size)
+    c = torch.as_tensor(center, dtype=torch.float64).reshape(2)
+    box = torch.as_tensor(box_size, dtype=torch.float64).reshape(())
+    xs = torch.stack([torch.arange(W, dtype=torch.float64) + 0.5, c[1].expand(W)], -1)        # photo column centres
+    ys = torch.stack([c[0].expand(H), torch.arange(H, dtype=torch.float64) + 0.5], -1)        # photo row centres
+    px = image_to_crop_pixels(xs, c, box, S)[:, 0]
+    py = image_to_crop_pixels(ys, c, box, S)[:, 1]
+    if flipped: px = S - px
+    ci, ri = torch.floor(px).long(), torch.floor(py).long()
+    okc, okr = (ci >= 0) & (ci < S), (ri >= 0) & (ri < S)
+    lab = labels.cpu()
+    out = lab[ri.clamp(0, S - 1)][:, ci.clamp(0, S - 1)]
+    return torch.where(okr[:, None] & okc[None, :], out, torch.as_tensor(fill, dtype=lab.dtype))
+
 # %% ../nbs/10_evaluate.ipynb #a5ae9717
 TRUTH_HELP = "generate it with `python -m hybrid_pose.synthetic --out DATA_ROOT/synthetic` (or `synthetic.generate_synthetic`)"
 
@@ -269,7 +315,11 @@ class TruthModel:
                         "calls `predict_batch(batch)`")
 
 # %% ../nbs/10_evaluate.ipynb #82a82c1c
-PCK_LEVELS = (("pck@0.05", 0.05, "crop"), ("pck@0.1", 0.1, "crop"), ("pck_torso@0.2", 0.2, "torso"))  # (name, α, ref) reported
+PCK_LEVELS = (("pck@0.2", 0.2, "torso", "all"),            # the standard LSP protocol: all 14 joints, 0.2 × torso
+              ("pck_vis@0.2", 0.2, "torso", "visible"),    # the same, visible joints only
+              ("pck_crop@0.05", 0.05, "crop", "visible"),  # ours: 0.05 × the crop side (11.2 px of 224), visible joints
+              ("pck_crop@0.1", 0.1, "crop", "visible"))    # ours: 0.1 × the crop side (22.4 px of 224), visible joints
+PAPER_PIXEL_CENTERS = False  # the authors' pixel convention (mask pixel (row, col) is the point (col, row)): MR_paper's
 
 class BatchScores(NamedTuple):
     "What `score_batch` finds."
@@ -281,8 +331,9 @@ def score_batch(theta: Tensor, # (B,85) predicted Θ (one IEF stage)
                 body: BodyModel, # the body layer, on Θ's device
                 truth: dict|None = None, # source -> `load_truth` dict; images of other sources get no 3D metrics
                 labels: Tensor|None = None, # (V,) part ids of the vertices; default `body_part_labels(body)`
-                pixel_centers: bool = True, # the MR pixel convention (see `losses.mesh_reprojection_terms`)
-                pck_levels=PCK_LEVELS, # (name, α, ref) triples
+                pixel_centers: bool = True, # the convention of `mr_px` & co. (`losses.mesh_reprojection_terms`); MR_paper: the authors'
+                pck_levels=PCK_LEVELS, # (name, α, ref, joints) of the PCK columns
+                photo_labels: list|None = None, # per image: dict(mask=(H,W) bool|None, parts=(H,W) uint8|None) of the whole photo (`PoseDataset.read`); None: no image-frame scores
                ) -> BatchScores:
     "Every per-image number of one batch of predictions."
     S = batch["image"].shape[-1]
@@ -300,37 +351,63 @@ def score_batch(theta: Tensor, # (B,85) predicted Θ (one IEF stage)
     ev = Objective(mr_pixel_centers=pixel_centers)
     t = ev.mr_sums(d.vertices_px, mask)                                  # S_b's two sums, also reported per direction
     per = ev.terms(kp, d.vertices_px, kp_gt, mask, reduction="none", mr_sums=t)
+    t_paper = t if pixel_centers == PAPER_PIXEL_CENTERS else Objective(mr_pixel_centers=PAPER_PIXEL_CENTERS).mr_sums(d.vertices_px, mask)
     # keypoints: per-image KPR, pixels, Euclidean error, PCK
     on = kp_gt[..., 2] > 0
     n_vis = on.sum(1)
     err = torch.where(on[..., None], kp - kp_gt[..., :2], 0)
     kpr = torch.where(n_vis > 0, per["kpr"], math.nan)
     l2 = torch.where(n_vis > 0, torch.linalg.vector_norm(err, dim=-1).sum(1) / n_vis.clamp_min(1) * (S / 2), math.nan)
-    hits = {name: pck(kp, kp_gt, a, ref, reduction="joints") for name, a, ref in pck_levels}
+    hits = {name: pck(kp, kp_gt, a, ref, joints, reduction="joints") for name, a, ref, joints in pck_levels}
     # mesh vs silhouette: S_b = both sums of the MR loss
     V, G = t.num_vertices, t.mask_pixels.to(t.to_mask.dtype)
     has_mask = t.mask_pixels > 0
     nan = lambda x: torch.where(has_mask, x, math.nan)
-    mr, mr_paper = nan(per["mr"]), nan(mr_per_image(t, "paper"))
+    mr, mr_paper = nan(per["mr"]), nan(mr_per_image(t_paper, "paper"))
     to_mask_px, to_mesh_px = nan(t.to_mask / V), nan(t.to_vertices / G.clamp_min(1))
     # rendered silhouette and parts in the crop
     labels = body_part_labels(body) if labels is None else labels.to(dev)
     scr = to_screen(d.body.vertices, d.cam, S)
     fr = rasterize(scr, body.faces, S)
-    sil = silhouette_confusion(fr.mask, mask) * has_mask[:, None, None]
+    flipped = torch.as_tensor(meta.get("flipped", torch.zeros(B, dtype=torch.bool))).reshape(-1).bool()
+    want_parts = "parts" in batch or any(p is not None and p.get("parts") is not None for p in photo_labels or [])
+    parts = part_segmentation(scr, body.faces, labels, S, fragments=fr) if want_parts else None
+    n_parts = len(PART_NAMES)
+    # the crop frame (ours): the loader's label crops; for parts, the padding beyond the photo is ignored
+    sil_c = silhouette_confusion(fr.mask, mask) * has_mask[:, None, None]
     if "parts" in batch:
         has_parts = torch.as_tensor(meta.get("has_parts", torch.ones(B, dtype=torch.bool))).to(dev).bool()
-        parts = part_segmentation(scr, body.faces, labels, S, fragments=fr)
-        pc = part_confusion(parts, batch["parts"].to(dev)) * has_parts[:, None, None]
+        on_photo = crop_on_photo(meta["center"], meta["box_size"], flipped, meta["image_size"], S).to(dev)
+        gt_parts = torch.where(on_photo, batch["parts"].to(dev).long(), 255)
+        pc_c = part_confusion(parts, gt_parts) * has_parts[:, None, None]
     else:
         has_parts = torch.zeros(B, dtype=torch.bool, device=dev)
-        pc = torch.zeros(B, len(PART_NAMES) + 1, len(PART_NAMES), dtype=torch.long, device=dev)
-    fg_acc, fg_f1 = nan(pixel_accuracy(sil)), nan(f1_scores(sil).nanmean(-1))
-    p_acc = torch.where(has_parts, pixel_accuracy(pc), math.nan)
+        pc_c = torch.zeros(B, n_parts + 1, n_parts, dtype=torch.long, device=dev)
+    # the image frame (SPIN/UP): each prediction pasted back into its photo, against the photo's own labels
+    sil_i, pc_i = torch.zeros(B, 2, 2, dtype=torch.long), torch.zeros(B, n_parts + 1, n_parts, dtype=torch.long)
+    has_mask_i, has_parts_i = torch.zeros(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
+    if photo_labels is not None:
+        if len(photo_labels) != B: raise ValueError(f"score_batch: photo_labels has {len(photo_labels)} entries for {B} images")
+        hw_of = lambda a: tuple(int(v) for v in np.shape(a))
+        for i, lab in enumerate(photo_labels):
+            box = (meta["center"][i], meta["box_size"][i], bool(flipped[i]))
+            if lab.get("mask") is not None:
+                gm = torch.as_tensor(np.asarray(lab["mask"]) > 0)
+                sil_i[i] = silhouette_confusion(paste_to_image(fr.mask[i].cpu(), *box, hw_of(gm))[None], gm[None])[0]
+                has_mask_i[i] = bool(gm.any())
+            if lab.get("parts") is not None:
+                gp = torch.as_tensor(np.asarray(lab["parts"]).astype(np.int64))
+                pc_i[i] = part_confusion(paste_to_image(parts[i].cpu(), *box, hw_of(gp))[None], gp[None])[0]
+                has_parts_i[i] = True
+    seg = {}
+    for frame, sil, pc, hm, hp in (("", sil_i, pc_i, has_mask_i, has_parts_i), ("_crop", sil_c, pc_c, has_mask, has_parts)):
+        hm, hp = hm.to(sil.device), hp.to(sil.device)
+        seg[f"fgbg_acc{frame}"] = torch.where(hm, pixel_accuracy(sil), math.nan)
+        seg[f"fgbg_f1{frame}"] = torch.where(hm, f1_scores(sil).nanmean(-1), math.nan)
+        seg[f"parts_acc{frame}"] = torch.where(hp, pixel_accuracy(pc), math.nan)
     # 3D truth by image number (mirrored for flipped crops)
     numbers = torch.as_tensor(meta["number"]).reshape(-1).cpu()
     sources = list(meta["source"]) if not isinstance(meta["source"], str) else [meta["source"]] * B
-    flipped = torch.as_tensor(meta.get("flipped", torch.zeros(B, dtype=torch.bool))).reshape(-1).bool()
     gt3d = torch.full((B, 14, 3), math.nan, dtype=torch.float64)
     for src, tr in (truth or {}).items():
         sel = np.array([i for i, s_ in enumerate(sources) if s_ == src], dtype=np.int64)
@@ -348,7 +425,7 @@ def score_batch(theta: Tensor, # (B,85) predicted Θ (one IEF stage)
     cpu = lambda x: x.detach().cpu()
     cols = dict(kpr=kpr, kpr_px=kpr_to_pixels(kpr, ev.kpr_weight, S), kp_l2_px=l2, **{k: h.nanmean(1) for k, h in hits.items()},
                 mr_px=mr, mr_paper_image=mr_paper, mr_to_mask_px=to_mask_px, mr_to_mesh_px=to_mesh_px,
-                fgbg_acc=fg_acc, fgbg_f1=fg_f1, parts_acc=p_acc, mpjpe_mm=e3d, pa_mpjpe_mm=pa3d,
+                **seg, mpjpe_mm=e3d, pa_mpjpe_mm=pa3d,
                 violation_deg=lim.total, cam_s=d.cam[:, 0])
     cols = {k: cpu(v).double() for k, v in cols.items()}
     idx = torch.as_tensor(meta.get("index", torch.full((B,), -1))).reshape(-1).tolist()
@@ -360,8 +437,9 @@ def score_batch(theta: Tensor, # (B,85) predicted Θ (one IEF stage)
         r["violations"] = int(lim.count[i])
         rows.append(r)
     arrays = dict(theta=cpu(theta).float(), keypoints=cpu(kp).float(), gt_keypoints=cpu(kp_gt).float(),
-                  mr_paper=cols["mr_paper_image"], sil_conf=cpu(sil), part_conf=cpu(pc), has_mask=cpu(has_mask),
-                  has_parts=cpu(has_parts), violations=cpu(lim.count), **{f"pck:{k}": cpu(h) for k, h in hits.items()})
+                  mr_paper=cols["mr_paper_image"], sil_conf=sil_i, part_conf=pc_i, has_mask=has_mask_i, has_parts=has_parts_i,
+                  sil_conf_crop=cpu(sil_c), part_conf_crop=cpu(pc_c), has_mask_crop=cpu(has_mask), has_parts_crop=cpu(has_parts),
+                  violations=cpu(lim.count), **{f"pck:{k}": cpu(h) for k, h in hits.items()})
     return BatchScores(rows, arrays)
 
 # %% ../nbs/10_evaluate.ipynb #14b297ba
@@ -393,7 +471,7 @@ def summarize(rows: list, # per-image dicts from `score_batch`
               paper_batch: int = 8, # images per paper group
               size: int = 224, # crop side, pixels
              ) -> dict: # name -> number (see the table at the top)
-    "The dataset-level numbers from the per-image ones."
+    "The dataset-level numbers from the per-image ones (`METRIC_PROTOCOLS` says how each is defined)."
     col = lambda k: torch.tensor([r[k] for r in rows], dtype=torch.float64)
     out = dict(images=len(rows))
     pn = paper_numbers(arrays["keypoints"], arrays["gt_keypoints"], arrays["mr_paper"], paper_batch)
@@ -402,14 +480,29 @@ def summarize(rows: list, # per-image dicts from `score_batch`
     for k in ("kpr", "kpr_px", "kp_l2_px"): out[k] = _mean(col(k))
     for k in [k[4:] for k in arrays if k.startswith("pck:")]: out[k] = _mean(arrays[f"pck:{k}"])
     for k in ("mr_px", "mr_to_mask_px", "mr_to_mesh_px", "mr_paper_image"): out[k] = _mean(col(k))
-    sil, pc = arrays["sil_conf"].sum(0), arrays["part_conf"].sum(0)
-    out.update(images_mask=int(arrays["has_mask"].sum()), fgbg_acc=float(pixel_accuracy(sil)), fgbg_f1=_mean(f1_scores(sil)),
-               images_parts=int(arrays["has_parts"].sum()), parts_acc=float(pixel_accuracy(pc)), parts_f1=_mean(f1_scores(pc)))
+    for frame in ("", "_crop"):                                          # the image frame (SPIN/UP), then ours
+        sil, pc = arrays[f"sil_conf{frame}"].sum(0), arrays[f"part_conf{frame}"].sum(0)
+        out.update({f"images_mask{frame}": int(arrays[f"has_mask{frame}"].sum()), f"fgbg_acc{frame}": float(pixel_accuracy(sil)),
+                    f"fgbg_f1{frame}": _mean(f1_scores(sil)), f"images_parts{frame}": int(arrays[f"has_parts{frame}"].sum()),
+                    f"parts_acc{frame}": float(pixel_accuracy(pc)), f"parts_f1{frame}": _mean(f1_scores(pc))})
     e = col("mpjpe_mm")
     out.update(images_3d=int(torch.isfinite(e).sum()), mpjpe_mm=_mean(e), pa_mpjpe_mm=_mean(col("pa_mpjpe_mm")))
     v = arrays["violations"].double()
     out.update(violations=_mean(v), poses_violating=_mean((v > 0).double()), violation_deg=_mean(col("violation_deg")))
     return out
+
+METRIC_PROTOCOLS = {  # summary key -> how it is measured: what every table built from a summary should say
+    "KPR_paper": "the authors' validation KPR: x60 mean abs error per coordinate, pooled per group of paper_batch images",
+    "MR_paper": "the authors' validation MR: sum over a group of S_b/(V+3), pixel corners (their convention)",
+    "mr_px": "S_b/(|G_b|+V) per image, pixel centres (ours)",
+    "pck@0.2": "standard LSP PCK: all 14 joints of every image, 0.2 x GT torso (L shoulder-R hip)",
+    "pck_vis@0.2": "PCK, visible joints only, 0.2 x GT torso (not the standard protocol)",
+    "pck_crop@0.05": "PCK, visible joints, 0.05 x crop side (ours)", "pck_crop@0.1": "PCK, visible joints, 0.1 x crop side (ours)",
+    **{f"{k}": f"image frame (SPIN/UP): render pasted back into the photo, every photo pixel counted" for k in
+       ("fgbg_acc", "fgbg_f1", "parts_acc", "parts_f1")},
+    **{f"{k}_crop": f"crop frame (ours): render vs the loader's label crop; padding = background (parts: ignored)" for k in
+       ("fgbg_acc", "fgbg_f1", "parts_acc", "parts_f1")},
+    "mpjpe_mm": "LSP-14 joints, pelvis (hip midpoint) centred", "pa_mpjpe_mm": "LSP-14 joints after similarity Procrustes"}
 
 # %% ../nbs/10_evaluate.ipynb #2bf4b03f
 @dataclass
@@ -425,8 +518,8 @@ class EvalResult:
     def __repr__(self):
         s = self.summary
         return (f"EvalResult({s['images']} images: KPR_paper {s['KPR_paper']:.3f} ({s['KPR_paper_px']:.2f} px), "
-                f"MR_paper {s['MR_paper']:.3f}, PCK@0.1 {s.get('pck@0.1', math.nan):.3f}, FG/BG F1 {s['fgbg_f1']:.3f}, "
-                f"parts F1 {s['parts_f1']:.3f}, MPJPE {s['mpjpe_mm']:.1f} mm, PA-MPJPE {s['pa_mpjpe_mm']:.1f} mm)")
+                f"MR_paper {s['MR_paper']:.3f}, PCK@0.2 {s.get('pck@0.2', math.nan):.3f}, FG/BG F1 {s['fgbg_f1']:.3f}, "
+                f"parts F1 {s['parts_f1']:.3f} (image frame), MPJPE {s['mpjpe_mm']:.1f} mm, PA-MPJPE {s['pa_mpjpe_mm']:.1f} mm)")
 
     def column(self, key: str) -> np.ndarray: # (N,) the per-image values of `key`
         "One per-image number (or label) as an array."
@@ -435,7 +528,7 @@ class EvalResult:
         return np.array([r[key] for r in self.rows])
 
     @property
-    def parts_f1_per_class(self) -> dict: # part name -> F1 over the set
+    def parts_f1_per_class(self) -> dict: # part name -> F1 over the set, image frame
         return dict(zip(PART_NAMES, f1_scores(self.arrays["part_conf"].sum(0)).tolist()))
 
     def resummarize(self, paper_batch: int) -> dict:
@@ -454,10 +547,11 @@ class EvalResult:
 
     def to_markdown(self, keys=None, # summary entries to show (default all)
                     digits: int = 3) -> str:
-        "The summary as a Markdown table."
+        "The summary as a Markdown table, with how each number is measured (`METRIC_PROTOCOLS`)."
         keys = list(self.summary) if keys is None else list(keys)
         fmt = lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-        return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {fmt(self.summary[k])} |" for k in keys])
+        return "\n".join(["| metric | value | protocol |", "|---|---|---|"]
+                         + [f"| {k} | {fmt(self.summary[k])} | {METRIC_PROTOCOLS.get(k, '')} |" for k in keys])
 
 # %% ../nbs/10_evaluate.ipynb #c6c66e8b
 _BATCH_KEYS = ("image", "keypoints", "mask", "meta")
@@ -513,7 +607,8 @@ def evaluate(model, # images (B,3,S,S) -> list of Θ (B,85) per IEF stage (e.g. 
              paper_batch: int = 8, # images per group for KPR_paper / MR_paper (the authors' batch size)
              progress: bool = True, # a tqdm bar
              max_batches: int|None = None, # stop after this many loader batches
-             pixel_centers: bool = True, # MR pixel convention (`losses.mesh_reprojection_terms`)
+             pixel_centers: bool = True, # pixel convention of `mr_px` & co. (`losses.mesh_reprojection_terms`); MR_paper always uses the authors'
+             photo_labels=None, # index -> dict(mask, parts) of the whole photo, for the image-frame segmentation scores; None: the loader's `dataset.read`; False: crop frame only
             ) -> EvalResult:
     "Evaluate a model over a loader: the paper's KPR/MR, clean per-image errors, PCK, FG/BG and part F1, MPJPE, plausibility."
     if not isinstance(paper_batch, int) or isinstance(paper_batch, bool) or paper_batch < 1:
@@ -529,6 +624,11 @@ def evaluate(model, # images (B,3,S,S) -> list of Θ (B,85) per IEF stage (e.g. 
                         f"`predict_batch(batch)`; got {type(model).__name__}")
     dev = resolve_device(device)
     truth = _resolve_truth(truth, loader)
+    read = getattr(getattr(loader, "dataset", None), "read", None) if photo_labels is None else photo_labels or None
+    if read is None and photo_labels is not False:
+        warnings.warn("evaluate: the loader has no `dataset.read` to give the whole photos' labels, so the image-frame "
+                      "segmentation scores (fgbg_*, parts_*) are NaN and only the crop frame (*_crop) is scored; evaluate "
+                      "over a `data.PoseDataset` loader or pass photo_labels", RuntimeWarning, stacklevel=2)
     body.to(dev)
     labels = body_part_labels(body)
     is_module = isinstance(model, nn.Module)
@@ -547,7 +647,10 @@ def evaluate(model, # images (B,3,S,S) -> list of Θ (B,85) per IEF stage (e.g. 
                 images = batch["image"].to(dev)
                 out = predict_batch(batch) if predict_batch is not None else model(images)
                 theta = _stage_theta(out, stage, images.shape[0], i).to(dev)
-                sc = score_batch(theta, batch, body, truth, labels, pixel_centers)
+                photos = None
+                if read is not None:
+                    photos = [read(int(j)) for j in torch.as_tensor(batch["meta"]["index"]).reshape(-1)]
+                sc = score_batch(theta, batch, body, truth, labels, pixel_centers, photo_labels=photos)
                 rows += sc.rows; parts.append(sc.arrays); size = images.shape[-1]
     finally:
         if is_module: model.train(was_training)
@@ -558,7 +661,8 @@ def evaluate(model, # images (B,3,S,S) -> list of Θ (B,85) per IEF stage (e.g. 
     summary = summarize(rows, arrays, paper_batch, size)
     summary["skipped_batches"] = skipped
     config = dict(stage=stage, paper_batch=paper_batch, size=size, body=getattr(body, "name", "?"), vertices=body.num_vertices,
-                  pixel_centers=pixel_centers, device=str(dev), truth_sources=sorted(truth), max_batches=max_batches)
+                  pixel_centers=pixel_centers, paper_pixel_centers=PAPER_PIXEL_CENTERS, segmentation_frames=("image", "crop") if read else ("crop",),
+                  pck_protocol="standard LSP (all joints, 0.2 x torso)", device=str(dev), truth_sources=sorted(truth), max_batches=max_batches)
     return EvalResult(rows, arrays, summary, config)
 
 # %% ../nbs/10_evaluate.ipynb #25fb4f39
