@@ -20,11 +20,12 @@ from .smpl_file import RestrictedUnpickler
 log = logging.getLogger("hybrid_pose")
 
 # %% auto #0
-__all__ = ['log', 'POSE_FILE_PATTERNS', 'JOINT_LIMITS', 'crc32c', 'crc32c_rows', 'mask_crc', 'parse_example', 'example_bytes',
-           'tfrecord_frame', 'write_tfrecord', 'read_tfrecord', 'PoseSet', 'read_mosh_tfrecord', 'read_mosh_pickle',
-           'read_amass', 'read_pose_npz', 'read_poses', 'find_pose_files', 'PoseBatch', 'PoseStream', 'save_pose_cache',
-           'joint_limits', 'compose_swing_twist', 'swing_twist', 'joint_angles', 'JointLimitSampler',
-           'random_axis_angle', 'LimitViolation', 'joint_limit_violation', 'pose_batches']
+__all__ = ['log', 'POSE_FILE_PATTERNS', 'AMASS_SHAPE_FILE', 'JOINT_LIMITS', 'crc32c', 'crc32c_rows', 'mask_crc', 'parse_example',
+           'example_bytes', 'tfrecord_frame', 'write_tfrecord', 'read_tfrecord', 'PoseSet', 'z_up_to_y_up',
+           'read_mosh_tfrecord', 'read_mosh_pickle', 'read_amass', 'read_pose_npz', 'read_poses', 'find_pose_files',
+           'PoseBatch', 'PoseStream', 'save_pose_cache', 'joint_limits', 'compose_swing_twist', 'swing_twist',
+           'joint_angles', 'JointLimitSampler', 'random_axis_angle', 'LimitViolation', 'joint_limit_violation',
+           'pose_batches']
 
 # %% ../nbs/04_poses.ipynb #57871852
 def _crc32c_table() -> np.ndarray:
@@ -230,8 +231,20 @@ def _pose_set(poses, betas, source, skipped: Counter, on_error: str = "skip") ->
     return PoseSet(np.ascontiguousarray(poses), betas, str(source), skipped)
 
 # %% ../nbs/04_poses.ipynb #42db85d3
+def z_up_to_y_up(poses: np.ndarray, # (N,≥3) axis-angle, root first, in a Z-up world (MoSh, AMASS)
+                ) -> np.ndarray: # a float64 copy with the root premultiplied by R_x(-90°) (rows with a NaN root stay NaN)
+    "Stand Z-up poses along +y."
+    from scipy.spatial.transform import Rotation
+    out = np.array(poses, np.float64)
+    if not len(out): return out
+    ok = np.isfinite(out[:, :3]).all(1)
+    root = Rotation.from_rotvec([-np.pi / 2, 0, 0]) * Rotation.from_rotvec(np.where(ok[:, None], out[:, :3], 0))
+    out[:, :3] = np.where(ok[:, None], root.as_rotvec(), np.nan)
+    return out
+
 def read_mosh_tfrecord(path, # a `neutrSMPL_*.tfrecord` shard
                        verify: bool = True, # check the payload CRCs
+                       y_up: bool = True, # rotate MoSh's Z-up world to Y-up
                        on_error: str = "skip", # "skip" or "raise" for corrupt records / bad examples / NaN rows
                       ) -> PoseSet:
     "Read one of HMR's MoSh TFRecord shards."
@@ -250,9 +263,11 @@ def read_mosh_tfrecord(path, # a `neutrSMPL_*.tfrecord` shard
         except ValueError as e:
             keep[i] = False
             _problem(path, off, f"not a MoSh example ({e})", "bad_example", on_error, skipped)
-    return _pose_set(poses[keep], betas[keep], str(path), skipped, on_error)
+    poses = z_up_to_y_up(poses[keep]) if y_up else poses[keep]
+    return _pose_set(poses, betas[keep], str(path), skipped, on_error)
 
 def read_mosh_pickle(path, # a MoSh sequence pickle, e.g. `neutrSMPL_CMU/01/01_01.pkl`
+                     y_up: bool = True, # rotate MoSh's Z-up world to Y-up
                      on_error: str = "skip", # for NaN rows
                     ) -> PoseSet:
     "Read a MoSh sequence pickle (Python 2 dict of arrays) through the restricted unpickler."
@@ -267,7 +282,9 @@ def read_mosh_pickle(path, # a MoSh sequence pickle, e.g. `neutrSMPL_CMU/01/01_0
     if key is None or "betas" not in raw:
         raise ValueError(f"{path}: a MoSh pickle holds 'poses' (or 'new_poses') (N,72) and 'betas' (10,); "
                          f"found keys {sorted(map(str, raw))}")
-    return _pose_set(raw[key], np.asarray(raw["betas"]).reshape(-1), str(path), Counter(), on_error)
+    poses = np.asarray(raw[key])
+    if y_up and poses.ndim == 2 and poses.shape[1] == 72: poses = z_up_to_y_up(poses)
+    return _pose_set(poses, np.asarray(raw["betas"]).reshape(-1), str(path), Counter(), on_error)
 
 # %% ../nbs/04_poses.ipynb #ac51afc7
 def _read_npz(path: Path, keys) -> tuple[list, dict]:
@@ -280,18 +297,21 @@ def _read_npz(path: Path, keys) -> tuple[list, dict]:
 def read_amass(path, # an AMASS `*_poses.npz` (SMPL+H) or `*_stageii.npz` (SMPL-X)
                stride: int = 1, # keep every `stride`-th frame
                y_up: bool = True, # rotate AMASS's Z-up world to Y-up
+               betas: str = "zero", # "zero": β = 0; "data": the first 10 of the 16 gendered SMPL+H coefficients
                on_error: str = "skip",
               ) -> PoseSet:
-    "Read an AMASS sequence and map it to SMPL's 24 joints (hands zero, betas cut to 10)."
+    "Read an AMASS sequence and map it to SMPL's 24 joints (hands zero, β = 0 unless `betas='data'`)."
     path = Path(path)
     names, z = _read_npz(path, ("poses", "betas"))
-    return _amass(path, names, z, stride, y_up, on_error)
+    return _amass(path, names, z, stride, y_up, betas, on_error)
 
-def _amass(path, names, z, stride, y_up, on_error) -> PoseSet:
+def _amass(path, names, z, stride, y_up, betas_from, on_error) -> PoseSet:
+    if betas_from not in ("zero", "data"):
+        raise ValueError(f"{path}: betas must be 'zero' (AMASS's gendered SMPL+H shapes are not neutral SMPL's) or 'data', not {betas_from!r}")
     if "poses" not in z:
         raise ValueError(f"{path}: no 'poses' array (keys {names}); AMASS's per-subject shape.npz holds no poses.")
     poses = z["poses"][::stride]
-    betas = z["betas"].reshape(-1)[:10] if "betas" in z else np.zeros(10)
+    betas = z["betas"].reshape(-1)[:10] if "betas" in z and betas_from == "data" else np.zeros(10)
     if poses.ndim != 2 or poses.shape[1] < 66 or poses.shape[1] % 3:
         raise ValueError(f"{path}: 'poses' has shape {poses.shape}, expected (N, 156) (SMPL+H), (N, 165) (SMPL-X) "
                          "or (N, 72) (SMPL) axis-angle.")
@@ -299,11 +319,7 @@ def _amass(path, names, z, stride, y_up, on_error) -> PoseSet:
     out = np.zeros((len(poses), 72), np.float64)
     out[:, :66] = poses[:, :66]                      # root + 21 body joints; SMPL's hands (22, 23) stay zero
     if poses.shape[1] == 72: out[:, 66:] = poses[:, 66:]   # already SMPL
-    if y_up and len(out):
-        from scipy.spatial.transform import Rotation
-        ok = np.isfinite(out[:, :3]).all(1)
-        root = Rotation.from_rotvec([-np.pi / 2, 0, 0]) * Rotation.from_rotvec(np.where(ok[:, None], out[:, :3], 0))
-        out[:, :3] = np.where(ok[:, None], root.as_rotvec(), np.nan)
+    if y_up: out = z_up_to_y_up(out)
     return _pose_set(out, betas, str(path), Counter(), on_error)
 
 def read_pose_npz(path, # an `.npz` with `poses` (N,72) and `betas` (N,10) (or (10,))
@@ -325,27 +341,33 @@ def read_poses(path, # a pose file of any supported kind
     path = Path(path)
     name = path.name.lower()
     if name.endswith((".tfrecord", ".tfrecords", ".tfrecord.gz")): return read_mosh_tfrecord(path, on_error=on_error, **kw)
-    if name.endswith(".pkl"): return read_mosh_pickle(path, on_error=on_error)
+    if name.endswith(".pkl"): return read_mosh_pickle(path, kw.get("y_up", True), on_error=on_error)
     if name.endswith(".npz"):
         names, z = _read_npz(path, ("poses", "betas"))
         width = z["poses"].shape[-1] if "poses" in z and z["poses"].ndim == 2 else None
         if "mocap_framerate" in names or "mocap_frame_rate" in names or width in (156, 165):
-            return _amass(path, names, z, kw.get("stride", 1), kw.get("y_up", True), on_error)
+            return _amass(path, names, z, kw.get("stride", 1), kw.get("y_up", True), kw.get("betas", "zero"), on_error)
         missing = [k for k in ("poses", "betas") if k not in z]
         if missing: raise ValueError(f"{path}: missing {missing}; a pose file holds 'poses' (N,72) and 'betas' (N,10).")
         return _pose_set(z["poses"], z["betas"], str(path), Counter(), on_error)
     raise ValueError(f"{path}: unknown pose file type; expected one of {', '.join(POSE_FILE_PATTERNS)}")
 
+AMASS_SHAPE_FILE = "shape.npz"  # AMASS's per-subject β and gender: no poses
+
 def find_pose_files(root, # a folder (searched recursively) or a single file
+                    skipped: Counter|None = None, # counts the AMASS shape files left out ("amass_shape_file")
                    ) -> list[Path]:
-    "All pose files under `root`, sorted."
+    "All pose files under `root`, sorted (AMASS's `shape.npz` files left out)."
     root = Path(root)
     if root.is_file(): return [root]
     if not root.is_dir():
         raise FileNotFoundError(f"No pose data at {root}. Put HMR's MoSh records or pickles in data/mosh/ or AMASS .npz "
-                                "files in data/amass/ (see shared docs: data layout), or use the joint-limit sampler "
-                                "(source='sampler'), which needs no data.")
-    return sorted({p for pat in POSE_FILE_PATTERNS for p in root.rglob(pat)})
+                                "files in data/amass/ (the README's data layout), or use a pose sampler "
+                                "(source='natural' or 'uniform'), which needs no data.")
+    found = sorted({p for pat in POSE_FILE_PATTERNS for p in root.rglob(pat)})
+    shapes = [p for p in found if p.name == AMASS_SHAPE_FILE]
+    if skipped is not None and shapes: skipped["amass_shape_file"] += len(shapes)
+    return [p for p in found if p.name != AMASS_SHAPE_FILE]
 
 # %% ../nbs/04_poses.ipynb #8a49b1f7
 class PoseBatch(NamedTuple):
@@ -364,15 +386,15 @@ class PoseStream:
                  betas: str = "data", # "data", "zero", or "normal" (β ~ N(0,I), for a body model whose β space differs)
                  on_error: str = "skip", # unreadable files and records: "skip" (counted in `skipped`) or "raise"
                  **reader_kw): # passed to the readers (e.g. `stride=4` for AMASS)
-        if isinstance(files, (str, Path)): files = find_pose_files(files)
+        self.skipped = Counter()
+        if isinstance(files, (str, Path)): files = find_pose_files(files, self.skipped)
         self.files = [Path(f) for f in files]
         if not self.files:
             raise FileNotFoundError("PoseStream got no pose files; see `find_pose_files` for the supported kinds, "
-                                    "or use the joint-limit sampler (source='sampler').")
+                                    "or use a pose sampler (source='natural' or 'uniform').")
         if betas not in ("data", "zero", "normal"): raise ValueError(f"betas must be 'data', 'zero' or 'normal', not {betas!r}")
         self.batch_size, self.seed, self.files_open, self.repeat = batch_size, seed, max(1, files_open), repeat
         self.betas, self.on_error, self.reader_kw = betas, on_error, reader_kw
-        self.skipped = Counter()
 
     def _load(self, i: int) -> PoseSet|None:
         try: ps = read_poses(self.files[i], on_error=self.on_error, **self.reader_kw)
@@ -422,7 +444,7 @@ def save_pose_cache(files, # pose files or a folder (see `find_pose_files`)
                     out, # the `.npz` to write: `poses` (N,72), `betas` (N,10) float32, `file_index` (N,), `file_names`
                     on_error: str = "skip", **reader_kw) -> Path:
     "Read many pose files once into one compact `.npz` (loads with `read_pose_npz`, streams fully shuffled)."
-    files = find_pose_files(files) if isinstance(files, (str, Path)) else [Path(f) for f in files]
+    files = find_pose_files(files) if isinstance(files, (str, Path)) else [Path(f) for f in files]  # AMASS shape files left out
     sets = [read_poses(f, on_error=on_error, **reader_kw) for f in files]
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, poses=np.concatenate([s.poses for s in sets]), betas=np.concatenate([s.betas for s in sets]),

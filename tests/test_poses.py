@@ -1,5 +1,6 @@
 """Pose data for the critic from the outside: MoSh records written here by an independent minimal writer, AMASS and
-plain files, shuffled streams, bad input, the joint-limit sampler and the plausibility measure."""
+plain files (orientation, shapes, AMASS shape files), shuffled streams and bad input. The joint-limit sampler and the
+plausibility measure are checked in 04_poses itself."""
 import pickle, struct
 from collections import Counter
 from pathlib import Path
@@ -67,23 +68,35 @@ def rand_mosh(n, seed):
 
 
 # --- TFRecord / MoSh -------------------------------------------------------------------------------------------
-def test_crc_known_answers():
-    assert P.crc32c(b"123456789") == crc32c_bitwise(b"123456789") == 0xE3069283
-    assert P.mask_crc(P.crc32c(struct.pack("<Q", 364))) == 0x0F400AF3
-
-
 def test_mosh_records_written_independently_read_back(tmp_path):
     poses, shapes = rand_mosh(7, 0)
     f = mosh_file(tmp_path / "neutrSMPL_CMU_000.tfrecord", poses, shapes)
     assert f.stat().st_size == 7 * 380                   # HMR's record size: 364 payload + 16 framing bytes
-    ps = P.read_poses(f)
+    ps = P.read_poses(f, y_up=False)
     np.testing.assert_array_equal(ps.poses, poses); np.testing.assert_array_equal(ps.betas, shapes)
     assert ps.skipped == Counter()
     g = mosh_file(tmp_path / "unpacked.tfrecord", poses, shapes, packed=False, extra=True)
-    np.testing.assert_array_equal(P.read_poses(g).poses, poses)
+    np.testing.assert_array_equal(P.read_poses(g, y_up=False).poses, poses)
     import gzip
     z = tmp_path / "neutrSMPL_CMU_001.tfrecord.gz"; z.write_bytes(gzip.compress(f.read_bytes()))
-    np.testing.assert_array_equal(P.read_poses(z).poses, poses)                  # GZIP-compressed record files
+    np.testing.assert_array_equal(P.read_poses(z, y_up=False).poses, poses)     # GZIP-compressed record files
+
+
+def test_mosh_frames_are_z_up_and_read_standing(tmp_path):
+    # a body standing in a Z-up world: the root takes the body's up (+y) to +z, i.e. R_x(+90°), then a random heading
+    # about the world's up (+z); read with the default, the root must take +y to +y again (only the heading remains)
+    from scipy.spatial.transform import Rotation
+    rng = np.random.default_rng(7)
+    heading = rng.uniform(-np.pi, np.pi, 5)
+    roots = (Rotation.from_rotvec(np.c_[np.zeros(5), np.zeros(5), heading]) * Rotation.from_rotvec([np.pi / 2, 0, 0])).as_rotvec()
+    poses, shapes = rand_mosh(5, 8); poses[:, :3] = roots
+    f = mosh_file(tmp_path / "neutrSMPL_CMU_002.tfrecord", poses, shapes)
+    with open(tmp_path / "seq.pkl", "wb") as fh: pickle.dump({"poses": poses.astype(np.float64), "betas": shapes[0]}, fh, protocol=2)
+    for ps in (P.read_poses(f), P.read_poses(tmp_path / "seq.pkl")):
+        up = Rotation.from_rotvec(ps.poses[:, :3]).apply([0, 1, 0])
+        np.testing.assert_allclose(up, np.tile([0, 1, 0], (5, 1)), atol=1e-5)
+        np.testing.assert_array_equal(ps.poses[:, 3:], poses[:, 3:])
+    np.testing.assert_array_equal(P.read_poses(f).betas, shapes)             # MoSh's β are neutral SMPL's: kept
 
 
 def test_our_writer_matches_the_independent_one(tmp_path):
@@ -98,7 +111,7 @@ def test_corrupt_and_truncated_records(tmp_path):
     raw = bytearray(mosh_file(tmp_path / "ok.tfrecord", poses, shapes).read_bytes())
     raw[380 + 50] ^= 0x40                                # record 1's payload
     bad = tmp_path / "bad.tfrecord"; bad.write_bytes(bytes(raw))
-    ps = P.read_mosh_tfrecord(bad)
+    ps = P.read_mosh_tfrecord(bad, y_up=False)
     assert len(ps) == 4 and ps.skipped == Counter(bad_crc=1)
     np.testing.assert_array_equal(ps.poses, poses[[0, 2, 3, 4]])
     with pytest.raises(ValueError, match=r"bad\.tfrecord @ byte 380: corrupt record"):
@@ -126,7 +139,7 @@ def test_mosh_pickle_through_restricted_unpickler(tmp_path):
     with open(tmp_path / "seq.pkl", "wb") as fh:
         pickle.dump({"new_poses": poses.astype(np.float64), "betas": shapes[0].astype(np.float64), "trans": np.zeros((4, 3))},
                     fh, protocol=2)
-    ps = P.read_poses(tmp_path / "seq.pkl")
+    ps = P.read_poses(tmp_path / "seq.pkl", y_up=False)
     np.testing.assert_array_equal(ps.poses, poses); np.testing.assert_array_equal(ps.betas[3], shapes[0])
 
     class Boom:
@@ -154,11 +167,28 @@ def test_amass_smplh_to_smpl(tmp_path):
     assert ps.poses.shape == (5, 72) and ps.skipped == Counter(nonfinite=1)
     np.testing.assert_allclose(ps.poses[:, :66], smplh[keep, :66].astype(np.float32), atol=1e-6)
     np.testing.assert_array_equal(ps.poses[:, 66:], 0)            # SMPL's hands: not SMPL+H's index finger
-    np.testing.assert_allclose(ps.betas, np.tile(betas16[:10], (5, 1)).astype(np.float32), atol=1e-6)
+    np.testing.assert_array_equal(ps.betas, 0)                    # gendered SMPL+H β are not neutral SMPL's: β = 0
+    np.testing.assert_allclose(P.read_poses(f, betas="data").betas, np.tile(betas16[:10], (5, 1)).astype(np.float32), atol=1e-6)
+    batch = next(iter(P.PoseStream([f], batch_size=5)))           # the stream's default ("data") passes the reader's β = 0 on
+    assert torch.equal(batch.betas, torch.zeros(5, 10))
     up = P.read_poses(f)
     np.testing.assert_allclose(up.poses[:, :3], 0, atol=1e-6)      # Z-up → Y-up: upright again
     np.testing.assert_allclose(up.poses[:, 3:], ps.poses[:, 3:])
     assert len(P.read_poses(f, stride=2)) == 2                      # frames 0, 2 (4 holds the NaN)
+
+
+def test_amass_shape_files_skipped_quietly(tmp_path, caplog):
+    rng = np.random.default_rng(9)
+    for subj in ("s1", "s2"):
+        (tmp_path / subj).mkdir()
+        np.savez(tmp_path / subj / "shape.npz", betas=rng.normal(size=16), gender=np.array("female"))
+        np.savez(tmp_path / subj / "walk_poses.npz", poses=rng.normal(0, 0.2, (4, 156)), betas=rng.normal(size=16),
+                 mocap_framerate=np.array(60.0))
+    with caplog.at_level("WARNING", logger="hybrid_pose"):
+        s = P.PoseStream(tmp_path, batch_size=4, repeat=False)
+        assert sum(len(b.pose) for b in s) == 8
+    assert s.skipped == Counter(amass_shape_file=2) and not caplog.records
+    assert [p.name for p in s.files] == ["walk_poses.npz"] * 2
 
 
 def test_plain_npz_and_bad_shapes(tmp_path):
@@ -193,7 +223,7 @@ def make_tagged_files(root: Path, n_files=6, n=40):
 
 def test_stream_interleaves_files_and_is_reproducible(tmp_path):
     make_tagged_files(tmp_path)
-    take = lambda seed, k: torch.cat([b.pose for b in P.PoseStream(tmp_path, batch_size=8, seed=seed, repeat=False)])[:k]
+    take = lambda seed, k: torch.cat([b.pose for b in P.PoseStream(tmp_path, batch_size=8, seed=seed, repeat=False, y_up=False)])[:k]
     first = take(0, 24)
     assert len(set(first[:, 0].int().tolist())) > 1, "the first samples should come from more than one file"
     assert torch.equal(take(0, 240), take(0, 240))
@@ -204,13 +234,13 @@ def test_stream_interleaves_files_and_is_reproducible(tmp_path):
 
 def test_stream_repeats_and_reshuffles(tmp_path):
     make_tagged_files(tmp_path, n_files=2, n=8)
-    it = iter(P.PoseStream(tmp_path, batch_size=16, seed=0))
+    it = iter(P.PoseStream(tmp_path, batch_size=16, seed=0, y_up=False))
     e1, e2 = next(it).pose, next(it).pose
     assert sorted(e1[:, :2].tolist()) == sorted(e2[:, :2].tolist()) and not torch.equal(e1, e2)
 
 
 def test_stream_bad_input(tmp_path):
-    with pytest.raises(FileNotFoundError, match="sampler"):
+    with pytest.raises(FileNotFoundError, match="pose sampler"):
         P.PoseStream(tmp_path / "no_such_folder")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError):
@@ -222,33 +252,7 @@ def test_stream_bad_input(tmp_path):
     assert sum(len(b.pose) for b in s) == 10 and s.skipped["unreadable_file"] == 1
 
 
-# --- joint limits, sampler, plausibility ----------------------------------------------------------------------
-def rot(pose):
-    from smplx.lbs import batch_rodrigues
-    return batch_rodrigues(pose.reshape(-1, 3)).reshape(-1, 24, 3, 3)
-
-
-def test_sampler_in_limits_noise_out():
-    g = torch.Generator().manual_seed(0)
-    pose, betas = P.JointLimitSampler().sample(1000, g)
-    assert pose.shape == (1000, 72) and betas.shape == (1000, 10)
-    v = P.joint_limit_violation(rot(pose))
-    assert v.count.sum() == 0 and float(v.excess.max()) < 1e-2
-    n = P.joint_limit_violation(rot(P.random_axis_angle(1000, 1.0, generator=g)))
-    assert n.summary()["poses_violating"] > 0.99 and (n.rate > 0.3).all()
-    from hybrid_pose.body import example_poses
-    assert P.joint_limit_violation(rot(torch.stack(list(example_poses().values())))).count.sum() == 0
-
-
-def test_violation_names_the_joint_and_size():
-    from hybrid_pose.body import SMPL_JOINT_NAMES
-    j = SMPL_JOINT_NAMES.index("right_knee")
-    pose = torch.zeros(1, 72); pose[0, 3 * j] = -np.deg2rad(25)        # hyperextended by 25°: 20° past the limit
-    v = P.joint_limit_violation(rot(pose))
-    assert v.violated[0].nonzero().flatten().tolist() == [j - 1]
-    assert abs(float(v.total[0]) - 20.0) < 1e-3
-
-
+# --- the critic's input layer on sampled poses -------------------------------------------------------------------
 def test_critic_input_layer_matches_body():
     from hybrid_pose.body import load_body_model
     from hybrid_pose.critic import CriticInput, CriticInputLayer
