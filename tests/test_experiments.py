@@ -43,13 +43,24 @@ def test_overfit_smoke(tmp_path):
     out, data = tmp_path / "figs", tmp_path / "data"
     run("20_overfit.ipynb", tmp_path, data_root=str(data), out_dir=str(out), runs_dir=str(tmp_path / "runs"), n_images=4,
         batch_size=4, epochs=2, profile="quick", settings="kpr+none,both+critic-norot", figure_settings="mr+none,both+critic",
-        device="cpu", dpi=40)
+        device="cpu", dpi=40, seeds="0,1")
     assert (data / "synthetic" / "truth.npz").exists()                        # made on the fly
     rows = _table(out / "overfit_synthetic.csv")
-    assert [r["setting"] for r in rows] == ["kpr+none", "both+critic-norot"] and {r["steps"] for r in rows} == {"2"}
-    assert all(float(r["KPR_paper"]) > 0 for r in rows)
+    assert [r["setting"] for r in rows] == ["kpr+none", "both+critic-norot", "baseline:tpose", "baseline:mean_pose",
+                                            "baseline:nearest_2d"]
+    assert {r["steps"] for r in rows[:2]} == {"2"} and {r["seeds"] for r in rows[:2]} == {"2"}
+    assert all(float(r["KPR_paper_mean"]) > 0 and float(r["PA_MPJPE_mm_mean"]) > 0 for r in rows)
+    assert all(float(r["PA_MPJPE_mm_lo"]) <= float(r["PA_MPJPE_mm_mean"]) <= float(r["PA_MPJPE_mm_hi"]) for r in rows[:2])
+    assert "±" in rows[0]["PA_MPJPE_mm"] and "seeds [0, 1]" in (out / "overfit_synthetic.md").read_text()
+    claims = _table(out / "overfit_claims_synthetic.csv")
+    assert [(c["a"], c["b"]) for c in claims][:2] == [("kpr+none", claims[0]["b"]), ("both+critic-norot", claims[0]["b"])]
+    for c in claims:                                                          # the sentence follows the interval
+        lo, hi = float(c["lo"]), float(c["hi"])
+        assert (c["significant"] == "True") == (lo > 0 or hi < 0)
+        assert c["sentence"].startswith("no significant difference") == (c["significant"] == "False")
     side = _sidecar(out / "overfit_synthetic.csv")
     assert side["config"]["epochs"] == 2 and side["config"]["n_images"] == 4 and side["profile"] == "quick"
+    assert side["seeds"] == [0, 1] and side["config"]["seeds"] == "0,1"
     assert side["train_configs"]["both+critic-norot"]["critic_rotations"] is False and side["git_sha"]
     assert any(d["path"].endswith("truth.npz") for d in side["data"])
     fig = out / "fig4_overfit_synthetic.png"
