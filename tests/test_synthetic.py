@@ -1,6 +1,6 @@
-"""hybrid_pose.synthetic beyond the notebook's checks: read-back through data.py, reprojection of the 3D truth,
-masks against a fresh full-image render, byte-identical determinism (whole run vs chunks vs resume), the command,
-atomic writes, and z-buffer visibility on hand-made poses."""
+"""hybrid_pose.synthetic beyond the notebook's checks: the data check and split of data.py, masks and parts against a
+fresh full-image render, byte-identical determinism with gaps and half-written images, the command, and z-buffer
+visibility on more hand-made poses and on every generated joint."""
 import hashlib
 import math
 import subprocess
@@ -17,7 +17,6 @@ sys.path.insert(0, str(ROOT))
 
 from hybrid_pose import synthetic as S  # noqa: E402
 from hybrid_pose.body import LSP_JOINT_NAMES, SMPL_JOINT_NAMES, load_body_model  # noqa: E402
-from hybrid_pose.camera import crop_pixels_to_image, crop_to_pixels, project  # noqa: E402
 from hybrid_pose.data import PoseDataset, read_joints  # noqa: E402
 from hybrid_pose.datacheck import check_synthetic  # noqa: E402
 from hybrid_pose.render import silhouette, part_segmentation, body_part_labels, to_screen, rasterize  # noqa: E402
@@ -67,23 +66,6 @@ def test_layout_and_reader(made):
     assert chk.status == "present", chk.problems
 
 
-def test_truth_reprojects_onto_keypoints(made):
-    root, _ = made
-    z = dict(np.load(root / "synthetic/truth.npz"))
-    assert z["pose"].shape == (N, 72) and z["betas"].shape == (N, 10)
-    assert z["joints3d"].shape == (N, 14, 3) and z["joints24"].shape == (N, 24, 3) and z["cam"].shape == (N, 3)
-    ds = PoseDataset(root, dataset="synthetic", split="all")
-    for i in range(N):
-        s = ds.read(i)
-        uv = project(torch.tensor(z["joints3d"][i]).double(), torch.tensor(z["cam"][i]))
-        kp = crop_pixels_to_image(crop_to_pixels(uv, 224), z["center"][i], z["box_size"][i], 224).numpy()
-        assert np.abs(kp - s["keypoints"][:, :2]).max() < 0.5
-        assert np.array_equal(s["keypoints"][:, 2], z["visible"][i].astype(np.float32))
-        assert tuple(z["image_hw"][i]) == s["image"].shape[:2]
-        H, W = s["image"].shape[:2]
-        assert 300 <= H <= 500 and 300 <= W <= 500
-
-
 def test_masks_match_fresh_render(made, body):
     root, _ = made
     z = dict(np.load(root / "synthetic/truth.npz"))
@@ -126,12 +108,6 @@ def test_deterministic_chunks_and_resume(made, tmp_path, body):
     c = tmp_path / "c/synthetic"
     S.generate_synthetic(c, 1, seed=1, body=body, progress=False)
     assert _digest(c / "images/im0001.jpg") != ref["images/im0001.jpg"]
-
-
-def test_person_pixels_identical(body):
-    a = S.make_person(7, seed=3, body=body)
-    b = S.make_person(7, seed=3, body=body)
-    assert np.array_equal(a.image, b.image) and np.array_equal(a.parts, b.parts) and np.array_equal(a.joints, b.joints)
 
 
 def test_command(tmp_path):
