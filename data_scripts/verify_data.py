@@ -4,9 +4,10 @@
     python data_scripts/verify_data.py [--data-root data] [--datasets lsp lspet upi-s1h synthetic] [--deep] [--licensed]
 
 Checks (hybrid_pose.datacheck.verify_data_root): LSP 2000 images + joints
-(3, 14, 2000); LSPe 10000 images + joints (14, 3, 10000); UPi-S1h LSP silhouettes and part masks (im1001-2000 at
-least), 8642 LSPe silhouettes, pixel values, each mask the size of its image; synthetic: LSP layout with a silhouette
-per image. With --licensed also the SMPL model, MoSh poses and AMASS, printing what to register for when missing.
+(3, 14, 2000), of the low-resolution release (lsp_dataset_original.zip is named and refused); LSPe 10000 images +
+joints (14, 3, 10000); UPi-S1h LSP silhouettes and part masks (im1001-2000 at least), 8642 LSPe silhouettes, pixel
+values (stray values counted in a note; masks of another kind refused), each mask the size of its image; synthetic:
+LSP layout with a silhouette per image. Formats and sources: docs/data.md. With --licensed also the SMPL model, MoSh poses and AMASS, printing what to register for when missing.
 
 Exit status: 0 nothing malformed; 1 something malformed; 2 a dataset named with --datasets is missing.
 """
