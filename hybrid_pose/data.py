@@ -312,7 +312,8 @@ def find_records(data_root="data", # the folder holding lsp/, lspet/, upi-s1h/, 
             records.append(rec); report.found[src] += 1
     if not records:
         cmds = "; ".join(f"`{source_layout(root, s).get}`" for s in parse_dataset(dataset))
-        raise DataError(root, f"holds no usable {dataset!r} {split!r} samples ({report})",
+        summary = "; ".join(line.strip() for line in str(report).splitlines())       # one line
+        raise DataError(root, f"holds no usable {dataset!r} {split!r} samples ({summary})",
                         "the layout data_root/{lsp,lspet,upi-s1h,synthetic}/ (lsp/, lspet/, upi-s1h/, synthetic/)",
                         f"run {cmds} and `{GET_COMMANDS['upi-s1h'].format(root=root)}`, then "
                         f"`python data_scripts/verify_data.py --data-root {root}`", "empty")
