@@ -77,7 +77,8 @@ def sample_parameters(number: int, # image number
     "Pose θ and shape β of image `number`: body joints from `cfg.pose_sampler`, root from `sample_root` on top."
     rng = image_rng(seed, number)
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    pose, betas = pose_sampler_for(cfg.pose_sampler, cfg.betas_std, tuple(sorted(cfg.pose_options.items()))).sample(1, g)
+    key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in cfg.pose_options.items()))  # hashable
+    pose, betas = pose_sampler_for(cfg.pose_sampler, cfg.betas_std, key).sample(1, g)
     root = Rotation.from_rotvec(sample_root(rng, cfg)) * Rotation.from_rotvec(pose[0, :3].double().numpy())
     pose[0, :3] = torch.from_numpy(root.as_rotvec()).float()
     return dict(pose=pose[0], betas=betas[0], rng=rng)
