@@ -11,9 +11,9 @@ from scipy.spatial.transform import Rotation
 from torch import nn
 
 from hybrid_pose.body import example_poses, load_body_model
-from hybrid_pose.data import PoseDataset, make_loader
+from hybrid_pose.data import PoseDataset, crop_labels, make_loader
 from hybrid_pose.fixtures import write_fake_layout
-from hybrid_pose.evaluate import (EvalResult, TruthModel, confusion_matrix, crop_on_photo, evaluate, f1_scores, flip_joints3d,
+from hybrid_pose.evaluate import (EvalResult, TruthModel, confusion_matrix, crop_on_photo, evaluate, paste_to_image, f1_scores, flip_joints3d,
                                   load_truth, mpjpe, pa_mpjpe, part_confusion, pixel_accuracy, procrustes_align,
                                   score_batch, silhouette_confusion, similarity_transform, theta_from_truth)
 from hybrid_pose.losses import keypoint_reprojection_loss, mesh_reprojection_loss
@@ -130,6 +130,24 @@ def test_confusions_match_numpy_counts():
         part_confusion(parts_p + 1, parts_p)                                 # a predicted 7
     with pytest.raises(ValueError, match="same shape"):
         confusion_matrix(parts_p, parts_p[:, :4], 7)
+
+
+def test_paste_undoes_the_label_crop_on_random_photos():
+    "Property sweep: with one photo pixel per crop pixel, pasting the loader's label crop back restores the photo's labels."
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        S = int(rng.choice([8, 16, 24]))
+        H, W = (int(v) for v in rng.integers(5, 60, size=2))
+        cx, cy = (int(v) for v in rng.integers(-S // 2, [W + S // 2, H + S // 2]))   # the box may leave the photo
+        flip = bool(rng.random() < 0.5)
+        photo = rng.integers(0, 7, size=(H, W)).astype(np.uint8)
+        crop = crop_labels(photo, (cx, cy), float(S), size=S, flip=flip, fill=0)
+        back = paste_to_image(torch.from_numpy(crop), (cx, cy), S, flip, (H, W)).numpy()
+        rows, cols = np.arange(H)[:, None], np.arange(W)[None, :]
+        inside = (rows >= cy - S // 2) & (rows < cy + S // 2) & (cols >= cx - S // 2) & (cols < cx + S // 2)
+        assert np.array_equal(back[inside], photo[inside]) and (back[~inside] == 0).all()
+        on = crop_on_photo(torch.tensor([[cx, cy]]), torch.tensor([S]), torch.tensor([flip]), torch.tensor([[H, W]]), S)[0]
+        assert int(on.sum()) == int(inside.sum())                             # the crop's pixels on the photo
 
 
 # ---------------------------------------------------------------- evaluate on the synthetic set
