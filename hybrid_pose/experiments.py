@@ -147,7 +147,7 @@ def results_row(setting: str, # e.g. "both+critic", or "baseline"
     kpr, mr = paper if paper is not None else (nan, nan)
     m = summary
     return {"setting": setting, "label": label or setting_label(setting), "KPR_paper": m["KPR_paper"], "MR_paper": m["MR_paper"],
-            "paper_KPR": kpr, "paper_MR": mr, "KPR_px": m["KPR_paper_px"], "MR_px": m["mr_px"], "PCK@0.1": m.get("pck@0.1", nan),
+            "paper_KPR": kpr, "paper_MR": mr, "KPR_px": m["KPR_paper_px"], "MR_px": m["mr_px"], "PCK@0.2": m.get("pck@0.2", nan),
             "FGBG_F1": m["fgbg_f1"], "parts_F1": m["parts_f1"], "PA_MPJPE_mm": m["pa_mpjpe_mm"], "violations": m["violations"],
             "poses_violating": m["poses_violating"]}
 
@@ -276,7 +276,7 @@ def evaluate_baselines(body, loader, # the body layer; the evaluation loader (th
     return {name: evaluate(build_baseline(name, body, **a), body, loader, device=device, progress=False, **kw)
             for name, a in args.items() if a is not None}
 
-SEED_COLUMNS = {"KPR_px": "KPR_paper_px", "MR_px": "mr_px", "PCK@0.1": "pck@0.1", "FGBG_F1": "fgbg_f1",
+SEED_COLUMNS = {"KPR_px": "KPR_paper_px", "MR_px": "mr_px", "PCK@0.2": "pck@0.2", "FGBG_F1": "fgbg_f1",
                 "parts_F1": "parts_f1", "PA_MPJPE_mm": "pa_mpjpe_mm", "violations": "violations"}
 
 def seed_rows(results: dict, # setting -> [EvalResult per seed]
