@@ -43,7 +43,7 @@ def test_official_like_smpl_pickle_converts_and_loads(tmp_path):
     pkl = tmp_path / "basicModel_neutral_lbs_10_207_0_v1.0.0.pkl"
     arrays = write_smpl_like_pkl(pkl, n_verts=40, n_faces=60, cocoplus=True)
     assert "chumpy" not in sys.modules and b"chumpy" in pkl.read_bytes()
-    npz = convert_smpl(pkl, tmp_path / "smpl" / "SMPL_NEUTRAL.npz")
+    convert_smpl(pkl, tmp_path / "smpl" / "SMPL_NEUTRAL.npz")
     m = load_body_model("smpl", data_root=tmp_path, dtype=torch.float64)
     betas = torch.randn(2, 10, dtype=torch.float64)
     out = m(torch.zeros(2, 72, dtype=torch.float64), betas)
