@@ -494,7 +494,11 @@ def summarize(rows: list, # per-image dicts from `score_batch`
 METRIC_PROTOCOLS = {  # summary key -> how it is measured: what every table built from a summary should say
     "KPR_paper": "the authors' validation KPR: x60 mean abs error per coordinate, pooled per group of paper_batch images",
     "MR_paper": "the authors' validation MR: sum over a group of S_b/(V+3), pixel corners (their convention)",
-    "mr_px": "S_b/(|G_b|+V) per image, pixel centres (ours)",
+    "KPR_paper_px": "KPR_paper as crop pixels (x112/60)", "kpr": "KPR of each image alone, mean over images",
+    "kp_l2_px": "mean Euclidean error of the visible joints, crop pixels",
+    "mr_px": "S_b/(|G_b|+V) per image, pixel centres (ours)", "mr_paper_image": "S_b/(V+3) per image, pixel corners (authors')",
+    "mr_to_mask_px": "mean vertex-to-silhouette distance, pixel centres", "mr_to_mesh_px": "mean silhouette-pixel-to-vertex L1 distance, pixel centres",
+    "violations": "joint-limit violations per pose (poses.joint_limit_violation)",
     "pck@0.2": "standard LSP PCK: all 14 joints of every image, 0.2 x GT torso (L shoulder-R hip)",
     "pck_vis@0.2": "PCK, visible joints only, 0.2 x GT torso (not the standard protocol)",
     "pck_crop@0.05": "PCK, visible joints, 0.05 x crop side (ours)", "pck_crop@0.1": "PCK, visible joints, 0.1 x crop side (ours)",
