@@ -206,13 +206,17 @@ def split_numbers(source: str, # "lsp", "lspet" or "synthetic"
                   split: str, # "train", "val" or "all"
                   n_joints: int|None = None, # entries in the source's joints.mat (synthetic: sets the 90/10 cut)
                   split_file=None, # synthetic: a split.json {"train": [...], "val": [...]}, used if it exists
+                  lspet_val: int = 0, # LSPe: hold out its last `lspet_val` images for validation (0: the paper's, all train)
                  ) -> list: # the numbers of `split`, ascending
     "The image numbers of `source` that belong to `split`."
     numbers = sorted(set(numbers))
     if split not in ("train", "val", "all"): raise ValueError(f"split must be 'train', 'val' or 'all'; got {split!r}")
     if split == "all": return numbers
     if source == "lsp": keep = LSP_TRAIN if split == "train" else LSP_VAL
-    elif source == "lspet": keep = numbers if split == "train" else ()
+    elif source == "lspet":
+        total = n_joints if n_joints is not None else (max(numbers) if numbers else 0)
+        cut = total - max(0, int(lspet_val))
+        keep = range(1, cut + 1) if split == "train" else range(cut + 1, total + 1)
     elif split_file is not None and Path(split_file).is_file():
         try: keep = set(int(n) for n in json.loads(Path(split_file).read_text())[split])
         except Exception as e:
@@ -271,6 +275,7 @@ def find_records(data_root="data", # the folder holding lsp/, lspet/, upi-s1h/, 
                  require_mask: bool = True, # True: only images with a silhouette (the paper's split, for MR); False: every annotated image
                  strict: bool = False, # raise a `DataError` on bad data instead of skipping it
                  check_files: bool = True, # open every image/mask header now (catches unreadable files, size mismatches)
+                 lspet_val: int = 0, # hold out LSPe's last `lspet_val` images as its "val" split (0: the paper's, none)
                 ) -> tuple: # (list of `Record`, `DataReport`)
     "Pair the images, joints and masks of `dataset`/`split` by image number; skip (or, if `strict`, raise on) bad samples."
     root, report, records = Path(data_root), DataReport(), []
@@ -291,7 +296,7 @@ def find_records(data_root="data", # the folder holding lsp/, lspet/, upi-s1h/, 
             raise DataError(lay.joints, f"holds joints for {len(joints)} images, but {lay.images} has {len(beyond)} more "
                             f"(im {_ranges(beyond)})", "an entry for every image (a joints.mat of the same release)",
                             f"run `{lay.get} --force`", "short joints")
-        for n in split_numbers(src, set(images) | set(masks), split, len(joints), lay.split_file):
+        for n in split_numbers(src, set(images) | set(masks), split, len(joints), lay.split_file, lspet_val):
             name = f"im{n:0{lay.digits}d}"
             if n not in images:
                 bad(DataError(masks[n], "has no image", f"{lay.images / name}.jpg", f"run `{lay.get}`, or delete the mask",
@@ -533,6 +538,7 @@ class PoseDataset(Dataset):
                  flip: float = 0.5, # flip probability
                  pad: str = "edge", # image padding outside the photo: "edge" (the authors) or "zeros"
                  require_mask: bool = True, # True: the paper's split (images with a silhouette, for MR); False: every annotated image (no MR term)
+                 lspet_val: int = 0, # hold out LSPe's last `lspet_val` images as its "val" split (0: the paper's, none)
                  strict: bool = False, # raise `DataError` on bad data instead of skipping it
                  check_files: bool = True, # open every header at construction (unreadable files, size mismatches)
                  cache_dir=None, # folder for decoded person regions; speeds up large images (see above)
@@ -542,7 +548,8 @@ class PoseDataset(Dataset):
         self.seed, self.size, self.box_px, self.jitter, self.scale, self.flip = seed, size, box_px, jitter, tuple(scale), flip
         self.pad, self.require_mask, self.strict = pad, require_mask, strict
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        self.records, self.report = find_records(data_root, dataset, split, require_mask, strict, check_files)
+        self.lspet_val = lspet_val
+        self.records, self.report = find_records(data_root, dataset, split, require_mask, strict, check_files, lspet_val=lspet_val)
         self.has_parts = any(r.parts is not None for r in self.records)
         self.epoch = 0
 
