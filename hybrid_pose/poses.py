@@ -13,19 +13,19 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 import torch
 from torch import Tensor, nn
-from smplx.lbs import batch_rigid_transform, batch_rodrigues
+from smplx.lbs import batch_rodrigues
 from .body import BodyModel, BodyOutput, SMPL_JOINT_NAMES, SMPL_TO_LSP
 from .smpl_file import RestrictedUnpickler
 
 log = logging.getLogger("hybrid_pose")
 
 # %% auto #0
-__all__ = ['log', 'POSE_FILE_PATTERNS', 'AMASS_SHAPE_FILE', 'JOINT_LIMITS', 'crc32c', 'crc32c_rows', 'mask_crc', 'parse_example',
-           'example_bytes', 'tfrecord_frame', 'write_tfrecord', 'read_tfrecord', 'PoseSet', 'z_up_to_y_up',
-           'read_mosh_tfrecord', 'read_mosh_pickle', 'read_amass', 'read_pose_npz', 'read_poses', 'find_pose_files',
-           'PoseBatch', 'PoseStream', 'save_pose_cache', 'joint_limits', 'compose_swing_twist', 'swing_twist',
-           'joint_angles', 'JointLimitSampler', 'random_axis_angle', 'LimitViolation', 'joint_limit_violation',
-           'pose_batches']
+__all__ = ['log', 'POSE_FILE_PATTERNS', 'AMASS_SHAPE_FILE', 'JOINT_LIMITS', 'UNSEEN_JOINTS', 'crc32c', 'crc32c_rows', 'mask_crc',
+           'parse_example', 'example_bytes', 'tfrecord_frame', 'write_tfrecord', 'read_tfrecord', 'PoseSet',
+           'z_up_to_y_up', 'read_mosh_tfrecord', 'read_mosh_pickle', 'read_amass', 'read_pose_npz', 'read_poses',
+           'find_pose_files', 'PoseBatch', 'PoseStream', 'save_pose_cache', 'joint_limits', 'compose_swing_twist',
+           'swing_twist', 'joint_angles', 'JointLimitSampler', 'random_axis_angle', 'LimitViolation',
+           'joint_limit_violation', 'nearest_pose_distance', 'pose_batches']
 
 # %% ../nbs/04_poses.ipynb #57871852
 def _crc32c_table() -> np.ndarray:
@@ -597,11 +597,17 @@ def random_axis_angle(n: int, # how many poses
     return torch.cat([_sample_root(n, root, generator), torch.randn(n, 69, generator=generator) * scale], 1)
 
 # %% ../nbs/04_poses.ipynb #d4df67c1
+UNSEEN_JOINTS = ("left_ankle", "right_ankle", "left_foot", "right_foot", "left_wrist", "right_wrist", "left_hand", "right_hand")
+"SMPL joints whose rotation moves no LSP-14 keypoint (only points beyond the last keypoint of their chain)."
+
 @dataclass
 class LimitViolation:
     "How far each joint of each pose is outside its anatomical range."
     excess: Tensor    # (B,23) degrees outside the box (0 inside), SMPL joints 1..23
     violated: Tensor  # (B,23) bool: excess > tol_deg
+    swing: Tensor|None = None  # (B,23) degrees outside on the two swing coordinates
+    twist: Tensor|None = None  # (B,23) degrees outside on the twist coordinate
+    tol_deg: float = 1.0       # excess up to this counts as inside
     @property
     def rate(self) -> Tensor: return self.violated.float().mean(0)  # (23,) share of poses violating, per joint
     @property
@@ -611,19 +617,54 @@ class LimitViolation:
     def total(self) -> Tensor: return (self.excess * self.violated).sum(1)  # (B,) summed excess per pose, degrees
     @property
     def count(self) -> Tensor: return self.violated.sum(1)  # (B,) number of violating joints per pose
+    def split(self) -> dict: # group -> (count (B,), degrees (B,)) for "swing", "twist" (seen joints) and "unseen"
+        "Violations per pose split into swing and twist of the joints LSP's keypoints see, and the unseen joints."
+        unseen = torch.tensor([n in UNSEEN_JOINTS for n in JOINT_LIMITS], device=self.excess.device)
+        seen = ~unseen
+        out = {}
+        for name, ex, where in (("swing", self.swing, seen), ("twist", self.twist, seen), ("unseen", self.excess, unseen)):
+            v = (ex > self.tol_deg) & where
+            out[name] = (v.sum(1), (ex * v).sum(1))
+        return out
     def summary(self) -> dict:
-        "Batch-level numbers: share of poses with any violation, mean violating joints, mean total excess."
-        return {"poses_violating": float((self.count > 0).float().mean()), "joints_violating": float(self.count.float().mean()),
-                "excess_deg": float(self.total.mean())}
+        "Batch-level numbers: share of poses with any violation, mean violating joints, mean total excess, and the split."
+        out = {"poses_violating": float((self.count > 0).float().mean()), "joints_violating": float(self.count.float().mean()),
+               "excess_deg": float(self.total.mean()), "tol_deg": self.tol_deg}
+        if self.swing is not None:
+            for k, (n, deg) in self.split().items():
+                out[f"{k}_violations"], out[f"{k}_excess_deg"] = float(n.float().mean()), float(deg.mean())
+        return out
 
 def joint_limit_violation(rotmats: Tensor, # (B,24,3,3) (root ignored) or (B,23,3,3) local joint rotations
                           tol_deg: float = 1.0, # excess below this counts as inside
                          ) -> LimitViolation:
     "Rate and size of joint-limit violations (a plausibility measure independent of any learned critic)."
     ang = joint_angles(rotmats)
-    lo, hi, _ = joint_limits(ang.dtype, ang.device)
-    ex = torch.rad2deg(torch.linalg.vector_norm(torch.clamp(lo - ang, min=0) + torch.clamp(ang - hi, min=0), dim=-1))
-    return LimitViolation(ex, ex > tol_deg)
+    lo, hi, ax = joint_limits(ang.dtype, ang.device)
+    out = torch.clamp(lo - ang, min=0) + torch.clamp(ang - hi, min=0)                 # (B,23,3) radians outside, per coordinate
+    tw = torch.nn.functional.one_hot(ax, 3).to(out.dtype)                              # (23,3) the twist coordinate
+    ex = torch.rad2deg(torch.linalg.vector_norm(out, dim=-1))
+    swing = torch.rad2deg(torch.linalg.vector_norm(out * (1 - tw), dim=-1))
+    twist = torch.rad2deg((out * tw).sum(-1))
+    return LimitViolation(ex, ex > tol_deg, swing, twist, tol_deg)
+
+# %% ../nbs/04_poses.ipynb #7ccc8047
+def nearest_pose_distance(rotmats: Tensor, # (B,24,3,3) (root ignored) or (B,23,3,3) local joint rotations
+                          reference: Tensor, # (M,24,3,3) or (M,23,3,3) the reference poses
+                          chunk: int = 4096, # reference poses compared at a time
+                         ) -> Tensor: # (B,) degrees: mean geodesic angle over the 23 joints to the nearest reference pose
+    "Distance from each pose to the nearest pose of a reference set (mean per-joint geodesic angle, degrees)."
+    a = rotmats[..., 1:, :, :] if rotmats.shape[-3] == 24 else rotmats
+    r = reference[..., 1:, :, :] if reference.shape[-3] == 24 else reference
+    if a.shape[-3:] != (23, 3, 3) or r.shape[-3:] != (23, 3, 3):
+        raise ValueError(f"nearest_pose_distance: expected (B,24|23,3,3) and (M,24|23,3,3); got {tuple(rotmats.shape)} and {tuple(reference.shape)}")
+    r = r.to(a)
+    best = torch.full(a.shape[:1], math.inf, dtype=a.dtype, device=a.device)
+    for part in r.split(chunk):
+        tr = torch.einsum("bjkl,mjkl->bmj", a, part)                        # tr(Rᵀ R') per joint
+        ang = torch.acos(((tr - 1) / 2).clamp(-1, 1)).mean(-1)              # (B,m) radians
+        best = torch.minimum(best, ang.min(1).values)
+    return torch.rad2deg(best)
 
 # %% ../nbs/04_poses.ipynb #0c456b5a
 def pose_batches(source="sampler", # "sampler", or pose files (a folder, a file, a list) for a `PoseStream`
