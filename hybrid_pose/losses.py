@@ -52,8 +52,8 @@ def kpr_to_pixels(
     return kpr / weight * (size / 2)
 
 # %% ../nbs/03_losses.ipynb #01979af7
-_CHUNK = 1 << 22  # candidate pairs per chunk of the torch search (64 MB of float64 distances)
-_FAR = 1e12       # search coordinates are clipped to ±_FAR px, so that squared distances stay finite in float64
+_CHUNK = 1 << 22  # candidate pairs per chunk of the per-image "torch" search (64 MB of float64 distances)
+_FAR = 2.0 ** 40  # search coordinates are clipped to ±2⁴⁰ px (≈1.1e12): finite squares, and exact in float32 as well
 
 def _offset(pixel_centers: bool) -> float:
     "Where a mask pixel's point lies inside the pixel: its centre (+½) or, as the authors' code, its corner (+0)."
@@ -76,14 +76,18 @@ def _check_mr(vertices_px, masks, fn: str) -> Tensor:
         raise ValueError(f"{fn}: `masks` is on {masks.device} but `vertices_px` is on {vertices_px.device}; move one of them")
     return masks if masks.dtype == torch.bool else masks > 0
 
-MR_BACKENDS = ("auto", "scipy", "torch")  # nearest-neighbour search: by device, CPU k-d trees, chunked exact search
+def _search_coords(vertices_px: Tensor) -> Tensor:
+    "The coordinates the searches use: float64, non-finite ones at 0, the rest clipped to ±_FAR."
+    v = torch.nan_to_num(vertices_px.detach().to(torch.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return v.clamp(-_FAR, _FAR)
 
-def _backend(backend: str, t: Tensor) -> str:
-    "Resolve `backend` for a tensor on `t.device`."
-    if backend == "auto": return "scipy" if t.device.type == "cpu" else "torch"
-    if backend not in MR_BACKENDS[1:]:
-        raise ValueError(f"backend must be 'auto', 'scipy' (k-d tree, CPU) or 'torch' (chunked, any device); got {backend!r}")
-    return backend
+def _own_pixel(v: Tensor, m: Tensor, o: float) -> Tensor:
+    "(B,V) flat index of the mask pixel under each vertex (its nearest mask pixel), -1 where that pixel is not in the mask."
+    (B, V, _), (H, W) = v.shape, m.shape[1:]
+    c = torch.floor(v - o + 0.5)                                    # the grid point nearest to each vertex (col, row)
+    ok = (c[..., 0] >= 0) & (c[..., 0] < W) & (c[..., 1] >= 0) & (c[..., 1] < H)
+    flat = torch.where(ok, c[..., 1] * W + c[..., 0], 0).long()
+    return torch.where(ok & m.reshape(B, -1).gather(1, flat), flat, -1)
 
 def _pixel_points(idx: Tensor, W: int, o: float, dtype) -> Tensor:
     "Flat pixel indices `row·W + col` -> points (col + o, row + o)."
@@ -109,8 +113,12 @@ def _kdtree_nearest(points, queries):
     workers = torch.get_num_threads() if len(queries) >= 50_000 else 1   # threads only pay off for big queries
     return tree.query(queries, k=1, workers=workers)[1]
 
-def _search_numpy(v, m, o: float, dtype):
-    "The CPU search, NumPy + k-d trees: `v` (B,V,2) float64 array, `m` (B,H,W) bool array."
+def _search_scipy(vertices_px: Tensor, masks: Tensor, o: float):
+    "The CPU search in NumPy + k-d trees, image by image (see `_neighbours` for what it returns)."
+    a = vertices_px.detach().cpu()
+    a = (a if a.dtype in (torch.float32, torch.float64) else a.double()).numpy()
+    v = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(-_FAR, _FAR)
+    m = masks.cpu().numpy()
     (B, V, _), (H, W) = v.shape, m.shape[1:]
     c = np.floor(v - o + 0.5)                                       # the grid point nearest to each vertex (col, row)
     ok = (c[..., 0] >= 0) & (c[..., 0] < W) & (c[..., 1] >= 0) & (c[..., 1] < H)
@@ -118,9 +126,9 @@ def _search_numpy(v, m, o: float, dtype):
     inside = ok & np.take_along_axis(m.reshape(B, -1), flat, 1)     # over the mask: its own pixel is the nearest
     idx = np.where(inside, flat, -1)
     edge = mask_boundary(m).reshape(B, -1)
-    pix = np.argwhere(m)                                            # (N,3) = (b, row, col), row-major
+    pix = np.argwhere(m.reshape(B, -1))                             # (N,2) = (b, flat index), row-major
     bounds = np.searchsorted(pix[:, 0], np.arange(B + 1))
-    pts = pix[:, :0:-1] + o                                         # (N,2) = (col + o, row + o)
+    pts = np.stack([pix[:, 1] % W, pix[:, 1] // W], -1) + o         # (N,2) = (col + o, row + o)
     nn = np.zeros(len(pix), np.int64)
     for b in range(B):
         todo, e = np.flatnonzero(~inside[b]), np.flatnonzero(edge[b])
@@ -128,10 +136,12 @@ def _search_numpy(v, m, o: float, dtype):
             idx[b, todo] = e[_kdtree_nearest(np.stack([e % W, e // W], -1) + o, v[b, todo])]
         if bounds[b + 1] > bounds[b]:
             nn[bounds[b]:bounds[b + 1]] = _kdtree_nearest(v[b], pts[bounds[b]:bounds[b + 1]])
-    fi = np.maximum(idx, 0)
-    tgt = np.stack([fi % W, fi // W], -1) + o
-    out = dict(idx=idx, valid=idx >= 0, tgt=tgt.astype(dtype), pix=pix, pts=pts.astype(dtype), nn=nn, bounds=bounds)
-    return {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in out.items()}
+    rank = np.arange(len(pix)) - bounds[pix[:, 0]]                  # each pixel's place among its image's pixels
+    P = int(np.diff(bounds).max(initial=0))
+    gidx, gnn = np.full((B, P), -1, np.int64), np.zeros((B, P), np.int64)
+    gidx[pix[:, 0], rank], gnn[pix[:, 0], rank] = pix[:, 1], nn
+    dev = vertices_px.device
+    return tuple(torch.from_numpy(x).to(dev) for x in (idx, gidx, gnn))
 
 def _argmin_chunked(q: Tensor, s: Tensor) -> Tensor:
     "Index of the nearest of `s` (M,2) for each of `q` (N,2): exact, chunked (cdist without the matrix-product form)."
@@ -141,56 +151,135 @@ def _argmin_chunked(q: Tensor, s: Tensor) -> Tensor:
         out[i:i + step] = torch.cdist(q[i:i + step], s, compute_mode="donot_use_mm_for_euclid_dist").argmin(1)
     return out
 
-def _search_torch(v: Tensor, m: Tensor, o: float, dtype):
-    "The same search in PyTorch on any device (chunked exact search instead of k-d trees): `v` (B,V,2) float64."
+def _search_torch(vertices_px: Tensor, masks: Tensor, o: float):
+    "The first PyTorch search, image by image with chunked `cdist` (kept as the reference the batched one replaced)."
+    v, m = _search_coords(vertices_px), masks
     (B, V, _), (H, W) = v.shape, m.shape[1:]
-    c = torch.floor(v - o + 0.5)
-    ok = (c[..., 0] >= 0) & (c[..., 0] < W) & (c[..., 1] >= 0) & (c[..., 1] < H)
-    flat = torch.where(ok, c[..., 1] * W + c[..., 0], 0).long()
-    inside = ok & m.reshape(B, -1).gather(1, flat)
-    idx = torch.where(inside, flat, -1)
+    idx = _own_pixel(v, m, o)
+    inside = idx >= 0
     edge = mask_boundary(m).reshape(B, -1)
-    pix = m.nonzero()
-    bounds = torch.searchsorted(pix[:, 0].contiguous(), torch.arange(B + 1, device=m.device))
-    pts = pix[:, 1:].flip(-1).to(torch.float64) + o
-    nn = torch.zeros(len(pix), dtype=torch.long, device=m.device)
-    bl = bounds.tolist()
+    counts = m.reshape(B, -1).sum(1).tolist()
+    gidx = torch.full((B, max(counts, default=0)), -1, dtype=torch.long, device=m.device)
+    nn = torch.zeros_like(gidx)
     for b in range(B):
         todo, e = (~inside[b]).nonzero()[:, 0], edge[b].nonzero()[:, 0]
         if len(todo) and len(e):
             idx[b, todo] = e[_argmin_chunked(v[b, todo], _pixel_points(e, W, o, torch.float64))]
-        if bl[b + 1] > bl[b]:
-            nn[bl[b]:bl[b + 1]] = _argmin_chunked(pts[bl[b]:bl[b + 1]], v[b])
-    return dict(idx=idx, valid=idx >= 0, tgt=_pixel_points(idx.clamp(min=0), W, o, dtype), pix=pix,
-                pts=pts.to(dtype), nn=nn, bounds=bounds)
+        g = m[b].reshape(-1).nonzero()[:, 0]
+        if len(g):
+            gidx[b, :len(g)] = g
+            nn[b, :len(g)] = _argmin_chunked(_pixel_points(g, W, o, torch.float64), v[b])
+    return idx, gidx, nn
+
+# %% ../nbs/03_losses.ipynb #b7c1a001
+_SCREEN_CHUNK = {"cpu": 1 << 18, "cuda": 1 << 26}  # (query, point) pairs per chunk of the batched search, by device type
+_SENTINEL = 2.0 ** 60  # where padding points sit: farther from any query (|coordinates| ≤ 2⁴⁰) than every real point
+
+def _host(t: Tensor) -> list:
+    "A small tensor's values on the host: one device-to-host copy (on a GPU, a synchronisation)."
+    return t.to("cpu", copy=True).tolist()
+
+def _compact(m: Tensor, P: int) -> Tensor:
+    "(B,L) bool -> (B,P) long: the positions of each row's True entries in order, then -1 (fixed shape: no host sync)."
+    c = m.cumsum(1)                                                 # (B,L) how many so far
+    r = torch.arange(1, P + 1, device=m.device).expand(len(m), P).contiguous()
+    return torch.where(r <= c[:, -1:], torch.searchsorted(c, r), -1)
+
+def _sqdist(q: Tensor, s: Tensor) -> Tensor:
+    "(…,n,2) queries and (…,M,2) points -> (…,n,M) squared distances, the brute force's dx·dx + dy·dy."
+    dx = q[..., :, None, 0] - s[..., None, :, 0]
+    dy = q[..., :, None, 1] - s[..., None, :, 1]
+    return dx.mul_(dx).add_(dy.mul_(dy))
+
+def _screened_argmin(q: Tensor, s: Tensor, skip: Tensor):
+    """Nearest of `s` (B,M,2) to each of `q` (B,n,2), in their dtype (both hold exact values): the index (B,n), and
+    whether it is certainly the strict float64 nearest — or `skip` (B,n) says the answer is not needed."""
+    D = _sqdist(q, s)                                               # (B,n,M) with relative error ≤ 4u (+ underflow)
+    m1, j = D.min(-1)
+    if s.shape[-2] == 1: return j, torch.ones_like(skip)
+    D.scatter_(-1, j[..., None], math.inf)
+    m2 = D.amin(-1)                                                 # the runner-up
+    fi = torch.finfo(D.dtype)
+    return j, skip | (m2 > m1 * (1 + 8 * fi.eps) + fi.smallest_normal)   # 8·eps = 16u: a margin the errors cannot cross
+
+def _refine(j: Tensor, ok: Tensor, q: Tensor, s: Tensor, n: int, chunk: int):
+    "Exact float64 argmin, in place in `j` (B,n'), for the `n` queries of `q` (B,n',2) that `ok` does not certify; `s` (B,M,2)."
+    pos = _compact((~ok).reshape(1, -1), n)[0]                      # their flat positions, fixed size n
+    b, qf, jf = torch.div(pos, ok.shape[1], rounding_mode="floor"), q.reshape(-1, 2), j.view(-1)
+    step = max(1, chunk // s.shape[1])
+    for i in range(0, n, step):
+        p = pos[i:i + step]
+        jf[p] = _sqdist(qf[p][:, None], s[b[i:i + step]]).argmin(-1)[:, 0]
+
+def _batched_argmin(q: Tensor, s: Tensor, skip: Tensor, chunk: int):
+    "`_screened_argmin` over chunks of at most `chunk` pairs (or one image's row of M points, if more)."
+    (B, n, _), M = q.shape, s.shape[1]
+    j, ok = torch.zeros(B, n, dtype=torch.long, device=q.device), torch.ones(B, n, dtype=torch.bool, device=q.device)
+    bs = max(1, min(B, chunk // M))                                 # images per chunk: all of them unless M is huge
+    step = max(1, chunk // (bs * M))                                # queries per chunk
+    for b in range(0, B, bs):
+        for i in range(0, n, step):
+            j[b:b + bs, i:i + step], ok[b:b + bs, i:i + step] = _screened_argmin(
+                q[b:b + bs, i:i + step], s[b:b + bs], skip[b:b + bs, i:i + step])
+    return j, ok
+
+def _search_batched(vertices_px: Tensor, masks: Tensor, o: float):
+    "Both searches for the whole batch at once on any device: a float32 screen, certified or redone in float64; 2 host syncs."
+    v, m = _search_coords(vertices_px), masks
+    (B, V, _), (H, W) = v.shape, m.shape[1:]
+    sd = torch.float64 if vertices_px.dtype == torch.float64 else torch.float32  # the screen's dtype: exact for the input
+    chunk = _SCREEN_CHUNK.get(v.device.type, _SCREEN_CHUNK["cpu"])
+    own = _own_pixel(v, m, o)
+    mf, edge = m.reshape(B, -1), mask_boundary(m).reshape(B, -1)
+    N, E = _host(torch.stack([mf.sum(1).amax(), edge.sum(1).amax()]) if B else torch.zeros(2, dtype=torch.long))  # sync 1
+    gidx, eidx = _compact(mf, N), _compact(edge, E)                 # (B,N), (B,E): padded with -1
+    g = _pixel_points(gidx.clamp(min=0), W, o, torch.float64)       # (B,N,2) mask pixels as points
+    e = torch.where(eidx[..., None] >= 0, _pixel_points(eidx.clamp(min=0), W, o, torch.float64), _SENTINEL)
+    nn, ok_g = _batched_argmin(g.to(sd), v.to(sd), gidx < 0, chunk)               # mask pixel -> nearest vertex
+    no_mask = (eidx[:, :1] < 0) if E else torch.ones(B, 1, dtype=torch.bool, device=m.device)
+    near, ok_v = _batched_argmin(v.to(sd), e.to(sd), (own >= 0) | no_mask, chunk) if E else (own.clamp(min=0), own >= 0)
+    fails = _host(torch.stack([(~ok_g).sum(), (~ok_v).sum()]))                     # sync 2
+    if fails[0]: _refine(nn, ok_g, g, v, fails[0], chunk)
+    if fails[1]: _refine(near, ok_v, v, e, fails[1], chunk)
+    idx = torch.where(own >= 0, own, eidx.gather(1, near) if E else own)         # -1 stays -1: an empty mask
+    return idx, gidx, torch.where(gidx >= 0, nn, 0)
+
+# %% ../nbs/03_losses.ipynb #b7c1a002
+class _Search(NamedTuple):
+    "A nearest-neighbour search of `MR_BACKENDS`."
+    find: object     # (vertices_px (B,V,2), masks (B,H,W) bool, pixel offset) -> idx (B,V), gidx (B,P), nn (B,P)
+    per_image: bool  # sum the distances image by image: small CPU operations stay off the intra-op thread pool
+
+_SEARCHES = {"scipy": _Search(_search_scipy, True), "batched": _Search(_search_batched, False),
+             "torch": _Search(_search_torch, False)}
+MR_BACKENDS = ("auto", *_SEARCHES)  # "auto": the k-d trees on the CPU, the batched search elsewhere (CUDA)
+
+def _backend(backend: str, t: Tensor) -> str:
+    "Resolve `backend` for a tensor on `t.device`."
+    if backend == "auto": return "scipy" if t.device.type == "cpu" else "batched"
+    if backend not in _SEARCHES:
+        raise ValueError(f"backend must be one of {MR_BACKENDS} ('scipy': k-d trees, CPU; 'batched': exact batched "
+                         f"search, any device; 'torch': the older per-image search); got {backend!r}")
+    return backend
 
 @torch.no_grad()
-def _neighbours(vertices_px: Tensor, masks: Tensor, pixel_centers: bool, backend: str) -> dict:
-    """Exact nearest neighbours both ways, no autograd: `idx` (B,V) flat pixel index (-1: empty mask), `valid`,
-    `tgt` (B,V,2) that pixel as a point; `pix` (N,3) mask pixels (b,row,col), `pts` (N,2) as points, `nn` (N,) their
-    nearest vertex, `bounds` (B+1,) image b's pixels are pix[bounds[b]:bounds[b+1]]. Non-finite coordinates search
-    from 0 and coordinates beyond ±1e12 px from ±1e12 (their squares would overflow); their loss stays what it is."""
-    o = _offset(pixel_centers)
-    if _backend(backend, vertices_px) == "torch":
-        v = torch.nan_to_num(vertices_px.detach().to(torch.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        return _search_torch(v.clamp(-_FAR, _FAR), masks, o, vertices_px.dtype)
-    a = vertices_px.detach().cpu()
-    a = (a if a.dtype in (torch.float32, torch.float64) else a.double()).numpy()
-    v = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(-_FAR, _FAR)
-    out = _search_numpy(v, masks.cpu().numpy(), o, np.float32 if vertices_px.dtype == torch.float32 else np.float64)
-    return {k: t.to(vertices_px.device, vertices_px.dtype) if t.is_floating_point() else t.to(vertices_px.device)
-            for k, t in out.items()}
+def _neighbours(vertices_px: Tensor, masks: Tensor, pixel_centers: bool, backend: str):
+    """Exact nearest neighbours both ways, no autograd: `idx` (B,V) flat pixel index row·W+col of each vertex's nearest
+    mask pixel (-1: empty mask); `gidx` (B,P) the mask pixels of each image, row-major, padded with -1 to the largest
+    mask; `nn` (B,P) each one's nearest vertex (0 on padding). Non-finite coordinates search from 0 and coordinates
+    beyond ±2⁴⁰ px from ±2⁴⁰ (their squares would overflow); their loss stays what it is."""
+    return _SEARCHES[_backend(backend, vertices_px)].find(vertices_px, masks, _offset(pixel_centers))
 
 # %% ../nbs/03_losses.ipynb #b13bb846
 def nearest_mask_pixel(
     vertices_px: Tensor,        # (B,V,2) crop pixels (x = column, y = row), anywhere, also outside the image
     masks: Tensor,              # (B,H,W) bool (or numbers, > 0 is the mask)
     pixel_centers: bool = True, # mask pixel (row, col) is the point (col+½, row+½); False: (col, row) as the authors' code
-    backend: str = "auto",      # "auto" (by device), "scipy" (k-d trees, CPU) or "torch" (chunked exact search, any device)
+    backend: str = "auto",      # a `MR_BACKENDS` entry: "auto" (by device), "scipy" (k-d trees, CPU), "batched" (any device), "torch"
 ) -> Tensor:                    # (B,V) long: flat index row·W+col of each vertex's nearest mask pixel; -1 if the mask is empty
     "For every vertex, its nearest mask pixel (Euclidean), exactly, without autograd."
     masks = _check_mr(vertices_px, masks, "nearest_mask_pixel")
-    return _neighbours(vertices_px, masks, pixel_centers, backend)["idx"]
+    return _neighbours(vertices_px, masks, pixel_centers, backend)[0]
 
 def nearest_vertex(
     vertices_px: Tensor,        # (B,V,2) crop pixels
@@ -200,10 +289,11 @@ def nearest_vertex(
 ) -> Tensor:                    # (B,H,W) long: index of each mask pixel's nearest vertex (Euclidean); -1 off the mask
     "For every mask pixel, its nearest vertex (Euclidean), exactly, without autograd."
     masks = _check_mr(vertices_px, masks, "nearest_vertex")
-    nb = _neighbours(vertices_px, masks, pixel_centers, backend)
-    out = torch.full(masks.shape, -1, dtype=torch.long, device=masks.device)
-    out[nb["pix"][:, 0], nb["pix"][:, 1], nb["pix"][:, 2]] = nb["nn"]
-    return out
+    _, gidx, nn = _neighbours(vertices_px, masks, pixel_centers, backend)
+    B, H, W = masks.shape
+    out = torch.full((B, H * W + 1), -1, dtype=torch.long, device=masks.device)   # + a spare column for the padding
+    out.scatter_(1, torch.where(gidx >= 0, gidx, H * W), torch.where(gidx >= 0, nn, -1))
+    return out[:, :-1].reshape(B, H, W)
 
 # %% ../nbs/03_losses.ipynb #9da19898
 class MRTerms(NamedTuple):
@@ -213,27 +303,34 @@ class MRTerms(NamedTuple):
     mask_pixels: Tensor  # (B,) long, |G_b|
     num_vertices: int    # V
 
+def _distance_sums(v, idx, gidx, nn, W: int, o: float, squared: bool):
+    "Both sums (B,), with autograd, from the search's tables: `v` (B,V,2) crop pixels, `idx` (B,V), `gidx` and `nn` (B,P)."
+    d = v - _pixel_points(idx.clamp(min=0), W, o, v.dtype)        # (B,V,2) vertex -> its nearest mask pixel
+    d1 = (d * d).sum(-1) if squared else torch.linalg.vector_norm(d, dim=-1)   # the norm's gradient at 0 is 0
+    e = _pixel_points(gidx.clamp(min=0), W, o, v.dtype) - v.gather(1, nn[..., None].expand(-1, -1, 2))
+    e = torch.where(gidx[..., None] >= 0, e, 0)                   # (B,P,2) mask pixel -> its nearest vertex; padding: 0
+    return torch.where(idx >= 0, d1, 0).sum(1), (e * e if squared else e.abs()).sum((1, 2))
+
 def mesh_reprojection_terms(
     vertices_px: Tensor,        # (B,V,2) projected vertices, crop pixels (x = column, y = row), corner convention
     masks: Tensor,              # (B,H,W) bool silhouettes (or numbers, > 0 is the mask, the authors' threshold)
     squared: bool = False,      # False: the code's L2 (vertex→mask) + L1 (mask→vertex); True: squared L2 both ways, Eq. (1)
     pixel_centers: bool = True, # mask pixel (row, col) is the point (col+½, row+½); False: (col, row) as the authors' code
-    backend: str = "auto",      # nearest-neighbour search: "auto", "scipy" (CPU k-d tree) or "torch" (any device)
+    backend: str = "auto",      # nearest-neighbour search, a `MR_BACKENDS` entry: "auto", "scipy" (CPU), "batched" (any device)
 ) -> MRTerms:
     "Both sums of the mesh reprojection loss for every image: exact neighbours found without autograd, distances with it."
     masks = _check_mr(vertices_px, masks, "mesh_reprojection_terms")
-    nb = _neighbours(vertices_px, masks, pixel_centers, backend)
-    bounds = nb["bounds"].tolist()
-    to_mask, to_vertices = [], []
-    for b, v in enumerate(vertices_px.unbind(0)):                 # per image: small tensors, no thread-pool start-ups
-        d = v - nb["tgt"][b]                                      # vertex -> its nearest mask pixel
-        d1 = (d * d).sum(-1) if squared else torch.linalg.vector_norm(d, dim=-1)   # the norm's gradient at 0 is 0
-        to_mask.append(torch.where(nb["valid"][b], d1, 0).sum())
-        s, t = bounds[b], bounds[b + 1]                           # mask pixel -> its nearest vertex
-        e = nb["pts"][s:t] - v.index_select(0, nb["nn"][s:t])
-        to_vertices.append((e * e if squared else e.abs()).sum())
-    counts = nb["bounds"][1:] - nb["bounds"][:-1]
-    return MRTerms(torch.stack(to_mask), torch.stack(to_vertices), counts, vertices_px.shape[1])
+    search = _SEARCHES[_backend(backend, vertices_px)]
+    idx, gidx, nn = _neighbours(vertices_px, masks, pixel_centers, backend)
+    o, W = _offset(pixel_centers), masks.shape[-1]
+    if search.per_image:                                          # see `_Search.per_image`
+        n = (gidx >= 0).sum(1).tolist()                           # each image's mask pixels, without the padding
+        parts = [_distance_sums(v[None], idx[b:b + 1], gidx[b:b + 1, :n[b]], nn[b:b + 1, :n[b]], W, o, squared)
+                 for b, v in enumerate(vertices_px.unbind(0))]
+        to_mask, to_vertices = (torch.cat(x) for x in zip(*parts))
+    else:
+        to_mask, to_vertices = _distance_sums(vertices_px, idx, gidx, nn, W, o, squared)
+    return MRTerms(to_mask, to_vertices, (gidx >= 0).sum(1), vertices_px.shape[1])
 
 MR_REDUCTIONS = ("mean", "paper", "sum")  # the batch reductions of the table above (a training objective picks one)
 

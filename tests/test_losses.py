@@ -1,6 +1,8 @@
 """KPR and MR losses and the objective (`hybrid_pose.losses`) on fresh random inputs: per-image KPR against a loop,
-exact agreement of the fast nearest-neighbour search with the brute force (values and gradients), the reductions, and
-`Objective` against the trainer's former hand-made combination. The small hand-worked cases live in nbs/03_losses.ipynb."""
+exact agreement of every nearest-neighbour search with the brute force (values, gradients, indices) over random shapes,
+ties and chunk sizes, the reductions, and `Objective` against the trainer's former hand-made combination. The small
+hand-worked cases, the fixed-shape comparison with the brute force, the op count and the host syncs of the batched
+search live in nbs/03_losses.ipynb."""
 import math
 
 import pytest
@@ -12,7 +14,7 @@ from hybrid_pose.losses import (MR_REDUCTIONS, OBJECTIVES, Objective, keypoint_r
                                 mesh_reprojection_bruteforce, mesh_reprojection_loss, mesh_reprojection_terms,
                                 mr_per_image, nearest_mask_pixel, nearest_vertex)
 
-BACKENDS = ["scipy", "torch"]
+BACKENDS = ["scipy", "batched", "torch"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -63,22 +65,66 @@ def test_kpr_per_image_matches_a_loop_on_fresh_random_inputs():
 
 # ---------------------------------------------------------------- MR: exactness
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_mr_equals_bruteforce_on_fresh_random_inputs(dtype, backend):
+def random_case(g, B=None):
+    "A batch of random shape: blobs with speckle, an empty image, masks of one pixel and vertices on the half-pixel grid."
+    B = B or int(torch.randint(1, 7, (), generator=g))
+    H, W, V = (int(torch.randint(1, n, (), generator=g)) for n in (30, 30, 150))
+    masks = random_masks(B, H, W, g)
+    for b in range(B):
+        if torch.rand((), generator=g) < 0.2:                          # a mask of one pixel
+            masks[b] = False; masks[b, torch.randint(H, (), generator=g), torch.randint(W, (), generator=g)] = True
+    v = random_vertices(B, V, H, W, g)
+    snap = torch.rand(B, V, 1, generator=g) < 0.5                       # on pixel centres, corners and edge midpoints
+    return masks, torch.where(snap, (v * 2).round() / 2, v)
+
+
+@pytest.mark.parametrize("chunk", [None, 7, 256], ids=["default", "tiny", "small"])
+def test_batched_search_is_the_float64_bruteforce_over_random_shapes(monkeypatch, chunk):
+    "Indices of the batched search, any shape, ties on purpose, any chunk size (also below one image's row of points)."
+    if chunk: monkeypatch.setitem(losses_module._SCREEN_CHUNK, "cpu", chunk)
     seed = torch.seed() % 2 ** 31
     g = torch.Generator().manual_seed(seed)
-    for B, H, W, V in [(4, 37, 45, 300), (3, 1, 50, 40), (3, 30, 1, 40), (2, 20, 20, 1)]:
-        masks = random_masks(B, H, W, g)
-        v = random_vertices(B, V, H, W, g)
-        w = torch.rand(B, generator=g, dtype=torch.float64)
-        for squared in (False, True):
+    for trial in range({None: 30, 256: 10, 7: 4}[chunk]):             # tiny chunks: thousands of chunks, fewer trials
+        masks, v = random_case(g)
+        for dtype in (torch.float32, torch.float64):
             for centers in (True, False):
-                assert_matches_bruteforce(v, masks, dtype, backend, squared, centers, w,
-                                          f"seed {seed}, {(B, H, W, V)}, squared={squared}, pixel_centers={centers}")
+                o = 0.5 if centers else 0.0
+                x = v.to(dtype)
+                i = nearest_mask_pixel(x, masks, centers, backend="batched")
+                nv = nearest_vertex(x, masks, centers, backend="batched")
+                W = masks.shape[2]
+                for b in range(len(masks)):
+                    what = f"seed {seed}, trial {trial}, image {b}, {dtype}, pixel_centers={centers}"
+                    rc = masks[b].nonzero()
+                    if len(rc) == 0:
+                        assert (i[b] == -1).all() and (nv[b] == -1).all(), what; continue
+                    diff = (rc.flip(-1).double() + o)[:, None] - x[b].double()[None]
+                    D = (diff * diff).sum(-1)                           # (N,V) the float64 brute force
+                    assert torch.equal(nv[b][masks[b]], D.argmin(1)), what
+                    d_min = D.min(0).values
+                    got = torch.stack([i[b] % W, i[b] // W], -1).double() + o
+                    assert torch.equal(((got - x[b].double()) ** 2).sum(-1), d_min), what
+                    unique = (D == d_min).sum(0) == 1                   # ties aside, the same pixel
+                    assert torch.equal(i[b][unique], (rc[:, 0] * W + rc[:, 1])[D.argmin(0)][unique]), what
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+def test_batched_loss_and_gradients_equal_the_per_image_search():
+    "The batched search in place of the per-image one changes no bit of the loss or its gradient (generic points)."
+    seed = torch.seed() % 2 ** 31
+    g = torch.Generator().manual_seed(seed)
+    for B in (1, 5):
+        masks = random_masks(B, 33, 41, g)
+        v = random_vertices(B, 250, 33, 41, g).float()
+        for squared in (False, True):
+            out = {}
+            for backend in ("torch", "batched"):
+                x = v.clone().requires_grad_()
+                loss = mesh_reprojection_loss(x, masks, "none", squared, backend=backend)
+                out[backend] = (loss, *torch.autograd.grad(loss.sum(), x))
+            assert all(torch.equal(a, b) for a, b in zip(out["torch"], out["batched"])), f"seed {seed}, B={B}"
+
+
+@pytest.mark.parametrize("backend", ["scipy", "batched"])   # "torch": bit for bit "batched", tested above
 def test_mr_equals_bruteforce_on_person_masks(backend):
     "Open body model, 112-px person silhouettes, predictions in other poses and shifted (some vertices off the image)."
     from hybrid_pose.body import load_body_model
@@ -153,13 +199,6 @@ def test_mr_empty_masks_give_zero_and_zero_gradient(reduction, squared):
     assert (empty == 0).all() and torch.equal(grad, torch.zeros_like(v))
 
 
-def test_mr_vertices_on_pixel_centres_have_finite_gradients():
-    m = torch.zeros(1, 6, 6, dtype=torch.bool); m[0, 1:4, 1:4] = True
-    v = torch.tensor([[[1.5, 1.5], [2.5, 3.5], [9.0, 9.0]]], requires_grad=True)
-    grad, = torch.autograd.grad(mesh_reprojection_loss(v, m), v)
-    assert torch.isfinite(grad).all()
-
-
 def test_mr_non_finite_vertices_do_not_crash():
     m = torch.zeros(2, 10, 10, dtype=torch.bool); m[:, 2:6, 2:6] = True
     v = torch.rand(2, 20, 2) * 10
@@ -210,6 +249,8 @@ def test_mr_gradient_flows_to_body_parameters():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_mr_cuda_matches_cpu():
+    "CUDA's default (the batched search) finds the CPU k-d trees' neighbours; loss and gradients agree; at most 2 syncs."
+    import warnings
     g = torch.Generator().manual_seed(1)
     B, H, W, V = 4, 64, 64, 2000
     masks, v = random_masks(B, H, W, g), random_vertices(B, V, H, W, g).float()
@@ -217,9 +258,22 @@ def test_mr_cuda_matches_cpu():
     vv = v.clone().requires_grad_()
     lc, l = mesh_reprojection_loss(vc, masks.cuda(), reduction="none"), mesh_reprojection_loss(vv, masks, reduction="none")
     torch.testing.assert_close(lc.cpu(), l, rtol=1e-5, atol=1e-6)
-    assert torch.equal(nearest_vertex(vc, masks.cuda()).cpu(), nearest_vertex(v, masks))
+    for backend in ("batched", "torch"):
+        assert torch.equal(nearest_vertex(vc, masks.cuda(), backend=backend).cpu(), nearest_vertex(v, masks)), backend
+        assert torch.equal(nearest_mask_pixel(vc, masks.cuda(), backend=backend).cpu(), nearest_mask_pixel(v, masks)), backend
     lc.sum().backward(); l.sum().backward()
     torch.testing.assert_close(vc.grad.cpu(), vv.grad, rtol=1e-5, atol=1e-6)
+    mc = masks.cuda()
+    mesh_reprojection_loss(vc, mc).backward(); torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mesh_reprojection_loss(vc, mc).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) <= 2, syncs
 
 
 # ---------------------------------------------------------------- the objective
