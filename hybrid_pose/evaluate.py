@@ -18,7 +18,8 @@ from .body import LSP_FLIP, BodyModel, resolve_device
 from .camera import image_to_crop_pixels
 from .losses import KPR_WEIGHT, Objective, kpr_to_pixels, mr_per_image
 from .model import THETA_DIM, decode
-from .poses import joint_limit_violation
+from .poses import joint_limit_violation, nearest_pose_distance
+from .natural_poses import natural_reference
 from .render import PART_NAMES, body_part_labels, part_segmentation, rasterize, to_screen
 
 # %% auto #0
@@ -421,12 +422,14 @@ def score_batch(theta: Tensor, # (B,85) predicted Θ (one IEF stage)
     if has3d.any():
         pj = d.body.lsp_joints.detach().cpu().double()[has3d]
         e3d[has3d], pa3d[has3d] = 1000 * mpjpe(pj, gt3d[has3d]), 1000 * pa_mpjpe(pj, gt3d[has3d])
-    lim = joint_limit_violation(d.body.rotmats)
+    lim = joint_limit_violation(d.body.rotmats); split = lim.split()
+    near = nearest_pose_distance(d.body.rotmats.detach().float(), natural_reference(device=d.body.rotmats.device))
     cpu = lambda x: x.detach().cpu()
     cols = dict(kpr=kpr, kpr_px=kpr_to_pixels(kpr, ev.kpr_weight, S), kp_l2_px=l2, **{k: h.nanmean(1) for k, h in hits.items()},
                 mr_px=mr, mr_paper_image=mr_paper, mr_to_mask_px=to_mask_px, mr_to_mesh_px=to_mesh_px,
                 **seg, mpjpe_mm=e3d, pa_mpjpe_mm=pa3d,
-                violation_deg=lim.total, cam_s=d.cam[:, 0])
+                violation_deg=lim.total, **{f"{k}_excess_deg": deg for k, (_, deg) in split.items()},
+                natural_dist_deg=near, cam_s=d.cam[:, 0])
     cols = {k: cpu(v).double() for k, v in cols.items()}
     idx = torch.as_tensor(meta.get("index", torch.full((B,), -1))).reshape(-1).tolist()
     rows = []
@@ -435,6 +438,7 @@ def score_batch(theta: Tensor, # (B,85) predicted Θ (one IEF stage)
                  visible=int(n_vis[i]), mask_px=int(t.mask_pixels[i]))
         r.update({k: float(v[i]) for k, v in cols.items()})
         r["violations"] = int(lim.count[i])
+        r.update({f"{k}_violations": int(n[i]) for k, (n, _) in split.items()})
         rows.append(r)
     arrays = dict(theta=cpu(theta).float(), keypoints=cpu(kp).float(), gt_keypoints=cpu(kp_gt).float(),
                   mr_paper=cols["mr_paper_image"], sil_conf=sil_i, part_conf=pc_i, has_mask=has_mask_i, has_parts=has_parts_i,
@@ -489,6 +493,9 @@ def summarize(rows: list, # per-image dicts from `score_batch`
     out.update(images_3d=int(torch.isfinite(e).sum()), mpjpe_mm=_mean(e), pa_mpjpe_mm=_mean(col("pa_mpjpe_mm")))
     v = arrays["violations"].double()
     out.update(violations=_mean(v), poses_violating=_mean((v > 0).double()), violation_deg=_mean(col("violation_deg")))
+    for k in ("swing", "twist", "unseen"):
+        out.update({f"{k}_violations": _mean(col(f"{k}_violations")), f"{k}_excess_deg": _mean(col(f"{k}_excess_deg"))})
+    out["natural_dist_deg"] = _mean(col("natural_dist_deg"))
     return out
 
 METRIC_PROTOCOLS = {  # summary key -> how it is measured: what every table built from a summary should say
@@ -506,6 +513,11 @@ METRIC_PROTOCOLS = {  # summary key -> how it is measured: what every table buil
        ("fgbg_acc", "fgbg_f1", "parts_acc", "parts_f1")},
     **{f"{k}_crop": f"crop frame (ours): render vs the loader's label crop; padding = background (parts: ignored)" for k in
        ("fgbg_acc", "fgbg_f1", "parts_acc", "parts_f1")},
+    "violations": "joints per pose outside the joint limits by more than 1 degree (poses.joint_limit_violation)",
+    "swing_violations": "seen joints (moving an LSP keypoint) outside their swing limits, per pose",
+    "twist_violations": "seen joints outside their twist limits, per pose",
+    "unseen_violations": "ankles, feet, wrists, hands (no LSP keypoint sees them) outside their limits, per pose",
+    "natural_dist_deg": "mean per-joint geodesic angle to the nearest of 2,000 natural poses (natural_poses.natural_reference)",
     "mpjpe_mm": "LSP-14 joints, pelvis (hip midpoint) centred", "pa_mpjpe_mm": "LSP-14 joints after similarity Procrustes"}
 
 # %% ../nbs/10_evaluate.ipynb #2bf4b03f

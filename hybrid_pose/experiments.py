@@ -277,7 +277,8 @@ def evaluate_baselines(body, loader, # the body layer; the evaluation loader (th
             for name, a in args.items() if a is not None}
 
 SEED_COLUMNS = {"KPR_px": "KPR_paper_px", "MR_px": "mr_px", "PCK@0.2": "pck@0.2", "FGBG_F1": "fgbg_f1",
-                "parts_F1": "parts_f1", "PA_MPJPE_mm": "pa_mpjpe_mm", "violations": "violations"}
+                "parts_F1": "parts_f1", "PA_MPJPE_mm": "pa_mpjpe_mm", "violations": "violations",
+                "viol_unseen": "unseen_violations", "natural_dist_deg": "natural_dist_deg"}
 
 def seed_rows(results: dict, # setting -> [EvalResult per seed]
               baselines: dict|None = None, # name -> EvalResult (deterministic: one value each)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_natural_poses.ipynb #104191aa
 from __future__ import annotations
-import math
+import functools, math
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -16,9 +16,10 @@ from .poses import (JointLimitSampler, PoseBatch, compose_swing_twist, joint_lim
                                _quat_mul, _rotvec_from_quat, _sample_root)
 
 # %% auto #0
-__all__ = ['SMPL_PARENTS', 'ACTIVITIES', 'CRITIC_STREAM', 'POSE_SAMPLERS', 'mirror_angles', 'leg', 'arm', 'trunk', 'root', 'kf',
-           'mirror_keyframe', 'keyframe_angles', 'angles_to_pose', 'mirror_table', 'rest_arms', 'stream_generator',
-           'NaturalDraw', 'NaturalPoseSampler', 'make_pose_sampler', 'pose_source', 'lsp_joints']
+__all__ = ['SMPL_PARENTS', 'ACTIVITIES', 'CRITIC_STREAM', 'POSE_SAMPLERS', 'REFERENCE_STREAM', 'mirror_angles', 'leg', 'arm',
+           'trunk', 'root', 'kf', 'mirror_keyframe', 'keyframe_angles', 'angles_to_pose', 'mirror_table', 'rest_arms',
+           'stream_generator', 'NaturalDraw', 'NaturalPoseSampler', 'make_pose_sampler', 'pose_source',
+           'natural_reference', 'lsp_joints']
 
 # %% ../nbs/04a_natural_poses.ipynb #bbcff334
 def mirror_angles(v) -> tuple:
@@ -334,6 +335,20 @@ def pose_source(source="natural", # a name in `POSE_SAMPLERS`, or pose files (a 
     from hybrid_pose.poses import pose_batches
     if isinstance(source, str) and source in POSE_SAMPLERS: return make_pose_sampler(source, **kw).batches(batch_size, seed)
     return pose_batches(source, batch_size, seed, **kw)
+
+# %% ../nbs/04a_natural_poses.ipynb #e0b91432
+REFERENCE_STREAM = 0x726566  # "ref": the plausibility reference set's own stream
+
+@functools.lru_cache(maxsize=4)
+def _reference(n: int, seed: int, device: str) -> Tensor:
+    from smplx.lbs import batch_rodrigues
+    p = NaturalPoseSampler(root="zero").sample(n, stream_generator(seed, REFERENCE_STREAM))[0]
+    return batch_rodrigues(p.reshape(-1, 3)).reshape(n, 24, 3, 3)[:, 1:].contiguous().to(device)
+
+def natural_reference(n: int = 2000, # poses in the set
+                      seed: int = 0, device=None) -> Tensor: # (n,23,3,3) local joint rotations, joints 1..23
+    "The natural-pose reference set for `poses.nearest_pose_distance` (its own stream; cached)."
+    return _reference(int(n), int(seed), str(torch.device(device or "cpu")))
 
 # %% ../nbs/04a_natural_poses.ipynb #20b441da
 def lsp_joints(body: BodyModel, # a body layer whose LSP joints are SMPL joints + head top (the open model)
