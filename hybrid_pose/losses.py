@@ -67,8 +67,9 @@ def _check_mr(vertices_px, masks, fn: str) -> Tensor:
     if vertices_px.ndim != 3 or vertices_px.shape[-1] != 2 or not vertices_px.is_floating_point():
         raise ValueError(f"{fn}: `vertices_px` must be a float tensor of shape (B,V,2) in crop pixels; "
                          f"got {tuple(vertices_px.shape)} {vertices_px.dtype}")
-    if vertices_px.shape[1] == 0:
-        raise ValueError(f"{fn}: `vertices_px` has no vertices (shape {tuple(vertices_px.shape)})")
+    if vertices_px.shape[0] == 0 or vertices_px.shape[1] == 0:
+        raise ValueError(f"{fn}: `vertices_px` has no images or no vertices (shape {tuple(vertices_px.shape)}); "
+                         "expected (B,V,2) with B, V ≥ 1")
     if masks.ndim != 3 or masks.shape[0] != vertices_px.shape[0]:
         raise ValueError(f"{fn}: `masks` must have shape (B,H,W) with B = {vertices_px.shape[0]} (the batch of "
                          f"`vertices_px`); got {tuple(masks.shape)}")
@@ -231,13 +232,14 @@ def _search_batched(vertices_px: Tensor, masks: Tensor, o: float):
     chunk = _SCREEN_CHUNK.get(v.device.type, _SCREEN_CHUNK["cpu"])
     own = _own_pixel(v, m, o)
     mf, edge = m.reshape(B, -1), mask_boundary(m).reshape(B, -1)
-    N, E = _host(torch.stack([mf.sum(1).amax(), edge.sum(1).amax()]) if B else torch.zeros(2, dtype=torch.long))  # sync 1
+    N, E = _host(torch.stack([mf.sum(1).amax(), edge.sum(1).amax()]))  # sync 1: the padded sizes
     gidx, eidx = _compact(mf, N), _compact(edge, E)                 # (B,N), (B,E): padded with -1
     g = _pixel_points(gidx.clamp(min=0), W, o, torch.float64)       # (B,N,2) mask pixels as points
     e = torch.where(eidx[..., None] >= 0, _pixel_points(eidx.clamp(min=0), W, o, torch.float64), _SENTINEL)
     nn, ok_g = _batched_argmin(g.to(sd), v.to(sd), gidx < 0, chunk)               # mask pixel -> nearest vertex
     no_mask = (eidx[:, :1] < 0) if E else torch.ones(B, 1, dtype=torch.bool, device=m.device)
-    near, ok_v = _batched_argmin(v.to(sd), e.to(sd), (own >= 0) | no_mask, chunk) if E else (own.clamp(min=0), own >= 0)
+    near, ok_v = (_batched_argmin(v.to(sd), e.to(sd), (own >= 0) | no_mask, chunk) if E else
+                  (own.clamp(min=0), torch.ones_like(no_mask).expand(B, V)))   # no mask anywhere: nothing to search
     fails = _host(torch.stack([(~ok_g).sum(), (~ok_v).sum()]))                     # sync 2
     if fails[0]: _refine(nn, ok_g, g, v, fails[0], chunk)
     if fails[1]: _refine(near, ok_v, v, e, fails[1], chunk)

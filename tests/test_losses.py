@@ -184,17 +184,18 @@ def test_mr_reductions_are_consistent():
         mesh_reprojection_loss(v, masks, reduction="avg")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reduction", [*MR_REDUCTIONS, "none"])
 @pytest.mark.parametrize("squared", [False, True])
-def test_mr_empty_masks_give_zero_and_zero_gradient(reduction, squared):
+def test_mr_empty_masks_give_zero_and_zero_gradient(reduction, squared, backend):
     v = (torch.rand(3, 50, 2) * 30).requires_grad_()
     masks = torch.zeros(3, 20, 20, dtype=torch.bool)
     masks[1, 5:9, 5:12] = True
-    loss = mesh_reprojection_loss(v, masks, reduction=reduction, squared=squared)
+    loss = mesh_reprojection_loss(v, masks, reduction=reduction, squared=squared, backend=backend)
     grad, = torch.autograd.grad(loss.sum(), v)
     assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
     assert torch.equal(grad[0], torch.zeros(50, 2)) and torch.equal(grad[2], torch.zeros(50, 2)) and grad[1].abs().sum() > 0
-    empty = mesh_reprojection_loss(v, torch.zeros_like(masks), reduction=reduction, squared=squared)
+    empty = mesh_reprojection_loss(v, torch.zeros_like(masks), reduction=reduction, squared=squared, backend=backend)
     grad, = torch.autograd.grad(empty.sum(), v)
     assert (empty == 0).all() and torch.equal(grad, torch.zeros_like(v))
 
@@ -228,6 +229,8 @@ def test_mr_mask_dtypes_and_bad_inputs():
         mesh_reprojection_loss(v.numpy(), m)
     with pytest.raises(ValueError, match="backend must be"):
         mesh_reprojection_loss(v, m, backend="kdtree")
+    with pytest.raises(ValueError, match="no images or no vertices"):
+        mesh_reprojection_loss(v[:0], m[:0])
 
 
 def test_mr_gradient_flows_to_body_parameters():
