@@ -30,6 +30,46 @@ from hybrid_pose.losses import keypoint_reprojection_loss, mesh_reprojection_los
 from hybrid_pose.critic import CriticInput  # noqa: E402
 
 
+STEP_SNIPPET = """
+import json, sys, tempfile, time, statistics, torch
+from pathlib import Path
+from hybrid_pose.synthetic import generate_synthetic
+from hybrid_pose.train import TrainConfig, Trainer
+root, batch, backbone, repeat, extra = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), json.loads(sys.argv[5])
+if not (root / "synthetic" / "joints.mat").exists(): generate_synthetic(root / "synthetic", n=max(16, batch), seed=0, progress=False)
+cfg = TrainConfig(data_root=str(root), dataset="synthetic", body_model="open", backbone=backbone, pretrained="no",
+                  batch_size=batch, num_workers=0, out_dir=str(Path(tempfile.mkdtemp()) / "run"), resume=False, progress=False,
+                  tensorboard=False, val_every=-1, log_every=10, **extra)
+tr = Trainer(cfg); b = next(iter(tr._loader()))
+for _ in range(2): tr.train_step(b); tr.step += 1
+ts = []
+for _ in range(repeat):
+    t = time.perf_counter(); tr.train_step(b); tr.step += 1; ts.append(time.perf_counter() - t)
+print(statistics.median(ts) * 1000)
+"""
+
+
+def time_steps(tree, data_root, batch=8, backbone="resnet50", repeat=3, threads=None, extra=None):
+    "Median ms of `Trainer.train_step` (both+critic, CPU; `extra`: more TrainConfig fields) with the package of the checkout `tree`, in a fresh process."
+    import json, subprocess
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    if threads: env["OMP_NUM_THREADS"] = str(threads)
+    r = subprocess.run([sys.executable, "-c", STEP_SNIPPET, str(data_root), str(batch), backbone, str(repeat), json.dumps(extra or {})],
+                       env=env, capture_output=True, text=True, cwd=str(tree), check=True)
+    return float(r.stdout.strip().splitlines()[-1])
+
+
+def compare(trees, data_root, rounds=3, variants=None, **kw):
+    """Interleave `time_steps` over the checkouts `trees` (and config `variants`, name -> extra fields) for `rounds`
+    rounds: {label: [ms of each round]} (A/B on a shared machine)."""
+    variants = variants or {"": {}}
+    out = {f"{t}{' ' + n if n else ''}": [] for t in trees for n in variants}
+    for _ in range(rounds):
+        for t in trees:
+            for n, extra in variants.items(): out[f"{t}{' ' + n if n else ''}"].append(time_steps(t, data_root, extra=extra, **kw))
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=8)
@@ -41,9 +81,21 @@ def main():
     p.add_argument("--backbone", default="resnet50")
     p.add_argument("--setting", default="both+critic", help="losses+prior, e.g. kpr+none, both+hmr")
     p.add_argument("--data", default=None, help="a data_root with synthetic/ (default: 16 images made in a temp dir)")
+    p.add_argument("--ab", default=None, help="another checkout: time its train_step against this one's, interleaved")
+    p.add_argument("--deterministic", action="store_true", help="with --ab: also time this checkout with deterministic=True")
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     root = Path(a.data) if a.data else Path(tempfile.mkdtemp())
+    if a.ab:
+        here = Path(__file__).resolve().parents[1]
+        res = compare([Path(a.ab).resolve(), here], root, rounds=a.rounds, batch=a.batch, backbone=a.backbone,
+                      repeat=a.repeat, threads=a.threads)
+        if a.deterministic:
+            res |= compare([here], root, rounds=a.rounds, batch=a.batch, backbone=a.backbone, repeat=a.repeat,
+                           threads=a.threads, variants={"deterministic": {"deterministic": True}})
+        print(f"| checkout | ms per step, each round | median |\n|---|---|---|")
+        for t, v in res.items(): print(f"| {t} | {', '.join(f'{x:.0f}' for x in v)} | {statistics.median(v):.0f} |")
+        return
     if not (root / "synthetic" / "joints.mat").exists():
         generate_synthetic(root / "synthetic", n=max(16, a.batch), seed=0, progress=False)
     losses, prior = a.setting.split("+")
@@ -91,9 +143,7 @@ def main():
         from hybrid_pose.train import real_poses
         pose, betas = real_poses(cfg.pose_source, len(fake), 0, cfg.seed, 0, {})
         with torch.no_grad(): real = tr.critic_layer(pose.to(dev), betas.to(dev))
-        tr.opt_d.zero_grad(set_to_none=True)
-        l, _ = tr.prior.discriminator_loss(real, fake)
-        l.backward(); tr.opt_d.step()
+        tr.prior.update(real, fake)
 
     def prior_gen_term():
         if tr.prior is None: return

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_train.ipynb #db22abb1
 from __future__ import annotations
-import csv, dataclasses, io, json, logging, math, os, sys, time, tomllib
+import contextlib, csv, dataclasses, io, json, logging, math, os, sys, time, tomllib
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -18,7 +18,8 @@ from .body import load_body_model, resolve_device
 from .model import HybridPoseNet, decode, split_theta
 from .viz import atomic_write, remove_stale_temps
 from .losses import OBJECTIVES, MR_REDUCTIONS, Objective
-from .critic import PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, build_prior, prior_options
+from .critic import (PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, PriorRecipe, build_prior, masked_step,
+                                prior_options)
 from .poses import JointLimitSampler, PoseStream
 from .data import PoseDataset, EpochSampler, collate_skip_none, seed_worker, DataError, GET_COMMANDS
 from . import checkpoint as ckpt
@@ -29,15 +30,17 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'LOSSES', 'PRIORS', 'PROFILES', 'RESUME_FREE', 'STATUSES', 'LOG_COLUMNS', 'TRAIN_EXIT', 'TrainConfig',
            'setting_name', 'parse_setting', 'resolve_profile', 'read_config_file', 'load_config', 'apply_overrides',
-           'ResumableSampler', 'dist_context', 'real_poses', 'val_sources', 'Trainer', 'config_changes', 'train',
-           'build_trainer', 'train_command', 'main']
+           'ResumableSampler', 'dist_context', 'real_poses', 'val_sources', 'autocast_dtype', 'determinism',
+           'rank_seed', 'Trainer', 'HostSyncCounter', 'config_changes', 'train', 'build_trainer', 'train_command',
+           'main']
 
 # %% ../nbs/09_train.ipynb #660487bf
 LOSSES = tuple(OBJECTIVES)                # "kpr", "mr", "both": KPR only, MR only, combined (`losses.OBJECTIVES`)
 PRIORS = ("none", *PRIOR_CLASSES)         # no prior, and every registered prior ("critic", "hmr", ...)
 
 _RANGES = dict(batch_size=(1, None), img_size=(32, None), num_workers=(0, None), max_train_images=(0, None), n_iter=(1, None),
-               dropout=(0, 1), kpr_weight=(0, None), mr_weight=(0, None), adv_weight=(0, None), gp_weight=(0, None),
+               dropout=(0, 1), kpr_weight=(0, None), mr_weight=(0, None), adv_weight=(-1, None), gp_weight=(0, None),
+               critic_weight_decay=(-1, None),
                critic_steps=(1, None), gen_lr=(0, None), critic_lr=(0, None), epochs=(0, None), max_steps=(0, None),
                grad_clip=(0, None), ckpt_every=(0, None), val_every=(-1, None), val_batches=(0, None), log_every=(1, None),
                nan_patience=(1, None), time_budget_s=(0, None))
@@ -71,7 +74,8 @@ class TrainConfig:
     mr_weight: float = 1.0             # see "The MR weight" above; the authors': 0.001 with mr_reduction="paper"
     mr_reduction: str = "mean"         # a `losses.MR_REDUCTIONS` entry: "mean" (per-image mean distance, px), "paper", "sum"
     mr_squared: bool = False           # the paper's Eq. (1) (squared distances) instead of the code's L2 + L1
-    adv_weight: float = 0.01           # the authors' `critic_loss_weight`
+    adv_weight: float = -1.0           # weight of the adversarial term; -1: the prior's recipe (critic 0.01, HMR 1)
+    adv_stages: str = "auto"           # IEF stages the adversarial term sees: "last", "all"; "auto": the prior's recipe
     critic_rotations: bool = True      # the critic's rotation head (False: the paper's "critic without rotation")
     critic_canonical: bool = True      # canonicalise the critic's joints stream (our fix)
     gp_mode: str = "per_sample"        # "per_sample" (WGAN-GP) or "authors"
@@ -82,12 +86,16 @@ class TrainConfig:
     # optimisation
     gen_lr: float = 1e-4
     critic_lr: float = 0.0             # 0: the prior's default (critic 5e-4, HMR discriminator 1e-4)
+    critic_weight_decay: float = -1.0  # the prior's L2 weight decay; -1: the prior's recipe (0 for both)
     epochs: int = 120                  # the paper (the authors' code: 125)
     max_steps: int = 0                 # > 0: stop after this many steps (whatever `epochs` says)
     grad_clip: float = 0.0             # > 0: clip the generator's gradient norm
-    amp: bool = True                   # mixed precision (CUDA only; ignored on the CPU)
+    amp: bool = True                   # mixed precision (see `amp_dtype`)
+    amp_dtype: str = "auto"            # "auto": bf16 on GPUs that have it, else fp16 + GradScaler; off on the CPU. "bf16", "fp16"
     channels_last: bool = True         # NHWC convolutions (CUDA only)
-    seed: int = 0
+    sync_bn: bool = True               # SyncBatchNorm when DDP runs on several CUDA processes (statistics over the global batch)
+    deterministic: bool = False        # deterministic algorithms (+ CUBLAS_WORKSPACE_CONFIG); see "Precision, DDP, determinism"
+    seed: int = 0                      # weights start equal on every process; dropout and GP draws differ per rank
     device: str = "auto"
     # bookkeeping
     out_dir: str = "runs/run"          # checkpoint.pt, config.json, metrics.csv, val.csv, tb/
@@ -110,7 +118,8 @@ class TrainConfig:
             if (lo is not None and v < lo) or (hi is not None and v > hi):
                 raise ValueError(f"TrainConfig.{f.name} must be " + (f"in [{lo}, {hi}]" if hi is not None else f">= {lo}") + f"; got {v!r}")
         choices = [("losses", LOSSES), ("prior", PRIORS), ("mr_reduction", MR_REDUCTIONS), ("gp_mode", ("per_sample", "authors")),
-                   ("critic_fakes", ("all", "last")), ("dropout_stages", ("last", "all"))]
+                   ("critic_fakes", ("all", "last")), ("dropout_stages", ("last", "all")), ("adv_stages", ("auto", "last", "all")),
+                   ("amp_dtype", ("auto", "bf16", "fp16"))]
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name} must be one of {allowed}; got {getattr(self, name)!r}")
@@ -121,6 +130,21 @@ class TrainConfig:
         "The reprojection terms and their weights (`losses.Objective`): the one definition trainer and evaluation share."
         return Objective(losses=self.losses, kpr_weight=self.kpr_weight, mr_weight=self.mr_weight,
                          mr_reduction=self.mr_reduction, mr_squared=self.mr_squared)
+
+    @property
+    def prior_recipe(self) -> PriorRecipe|None:
+        "How the generator uses the prior: its class's `recipe` (`critic.PriorRecipe`), with the fields set here over it."
+        if self.prior == "none": return None
+        r = PRIOR_CLASSES[self.prior].recipe
+        return dataclasses.replace(r, adv_weight=r.adv_weight if self.adv_weight < 0 else self.adv_weight,
+                                   adv_stages=r.adv_stages if self.adv_stages == "auto" else self.adv_stages,
+                                   weight_decay=r.weight_decay if self.critic_weight_decay < 0 else self.critic_weight_decay)
+
+    def resolved(self) -> dict:
+        "The fields with the prior's recipe filled in: what the run actually does (what resume compares)."
+        d, r = asdict(self), self.prior_recipe
+        if r is not None: d.update(adv_weight=r.adv_weight, adv_stages=r.adv_stages, critic_weight_decay=r.weight_decay)
+        return d
 
     @property
     def setting(self) -> str:
@@ -256,9 +280,33 @@ def val_sources(cfg: TrainConfig) -> str:
 
 def _prior_options(cfg: TrainConfig) -> dict:
     "The TrainConfig fields the chosen prior takes (`critic.prior_options`): a new prior needs no change here."
+    if cfg.prior == "none": return {}
     opts = dict(gp_weight=cfg.gp_weight, gp_mode=cfg.gp_mode, canonical=cfg.critic_canonical,
-                rotations=cfg.critic_rotations, lr=cfg.critic_lr or None)
-    return {k: v for k, v in opts.items() if k in prior_options(cfg.prior)} if cfg.prior != "none" else {}
+                rotations=cfg.critic_rotations, lr=cfg.critic_lr or None, weight_decay=cfg.prior_recipe.weight_decay)
+    return {k: v for k, v in opts.items() if k in prior_options(cfg.prior)}
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype|None:
+    "The autocast dtype of a run (None: full precision): bf16 where the GPU has it, else fp16; on the CPU only bf16, on request."
+    if not cfg.amp: return None
+    if device.type == "cuda":
+        if cfg.amp_dtype == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp_dtype]
+    return torch.bfloat16 if cfg.amp_dtype == "bf16" else None
+
+@contextlib.contextmanager
+def determinism(on: bool):
+    "Deterministic algorithms (PyTorch's and cuDNN's) inside the block when `on`; the process's settings are restored after."
+    if not on:
+        yield; return
+    prev = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True); torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try: yield
+    finally:
+        torch.use_deterministic_algorithms(prev[0]); torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev[1:]
+
+def rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    "The RNG seed of process `rank` (> 0) at `step`: dropout and gradient-penalty draws differ between processes."
+    return hash((seed, rank, step)) % 2**63
 
 class Trainer:
     "Builds everything a run needs from a `TrainConfig` and trains it (`fit`), checkpointing as it goes."
@@ -275,22 +323,33 @@ class Trainer:
         self.local_batch = cfg.batch_size // self.world
         self.out = Path(cfg.out_dir)
         torch.manual_seed(cfg.seed)                                    # the same initial weights in every process
-        self.amp = cfg.amp and self.device.type == "cuda"
+        self.amp_dtype = autocast_dtype(cfg, self.device)
+        self.amp = self.amp_dtype is not None
+        if self.device.type == "cuda": torch.backends.cudnn.benchmark = not cfg.deterministic   # fixed crop size: tune once
+        if cfg.deterministic: os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")      # before cuBLAS starts
         self.objective = cfg.objective
+        self.recipe = cfg.prior_recipe
         self.body = load_body_model(cfg.body_model, data_root=cfg.data_root, device=self.device)
         pre = {"yes": True, "true": True, "no": False, "false": False, "": False}.get(str(cfg.pretrained).lower(), cfg.pretrained)
         self.net = HybridPoseNet(cfg.backbone, pre, cfg.n_iter, cfg.dropout, cfg.dropout_stages,
                                  cfg.mean_params or None).to(self.device)
         if self.device.type == "cuda" and cfg.channels_last: self.net = self.net.to(memory_format=torch.channels_last)
+        self.sync_bn = self.world > 1 and cfg.sync_bn and not cfg.freeze_bn
+        if self.sync_bn and self.device.type != "cuda":
+            log.info("sync_bn: SyncBatchNorm needs CUDA; on the CPU each process keeps its own BatchNorm statistics")
+            self.sync_bn = False
+        if self.sync_bn: self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)   # same parameters and state_dict keys
         self.model = self.net
         if self.world > 1:
             self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device] if self.device.type == "cuda" else None)
-        self.opt_g = torch.optim.Adam(self.net.parameters(), lr=cfg.gen_lr, betas=(0.9, 0.999), eps=1e-7)
+        self.opt_g = torch.optim.Adam(self.net.parameters(), lr=cfg.gen_lr, betas=(0.9, 0.999), eps=1e-7, fused=True)  # fused: skips on the device
         self.prior = build_prior(cfg.prior, **_prior_options(cfg))
         if self.prior is not None:
             self.prior = self.prior.to(self.device)
             self.critic_layer = CriticInputLayer(self.body).to(self.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        if self.rank: torch.manual_seed(rank_seed(cfg.seed, self.rank))  # weights are equal; from here on draws differ per rank
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)   # bf16 needs no loss scaling
+        self._nan = torch.zeros(3, dtype=torch.long, device=self.device)  # on the device: skipped, in a row, longest run since the last check
         self.train_set = train_set if train_set is not None else self._dataset(cfg.dataset, "train", cfg.augment)
         self.val_set = val_set
         n = len(self.train_set) if not cfg.max_train_images else min(cfg.max_train_images, len(self.train_set))
@@ -325,25 +384,37 @@ class Trainer:
                           generator=torch.Generator().manual_seed(cfg.seed * 100003 + self.epoch))  # not the global RNG: resume is exact
 
 # %% ../nbs/09_train.ipynb #1a25aea2
+def _to_device(self: Trainer, t: Tensor) -> Tensor:
+    "A host tensor on the run's device without waiting for the copy (from pinned memory, non-blocking)."
+    if self.device.type == "cuda" and not t.is_pinned(): t = t.pin_memory()
+    return t.to(self.device, non_blocking=True)
+Trainer._to_device = _to_device
+
 def _generator_terms(self: Trainer, batch: dict, log_all: bool = True) -> tuple: # loss, its terms (detached), Θ of every iteration, the decoded last Θ
     "The generator's loss for a batch, its terms, and Θ of every IEF iteration."
     cfg = self.cfg
-    images = batch["image"].to(self.device, non_blocking=True)
+    images = self._to_device(batch["image"])
     if self.device.type == "cuda" and cfg.channels_last: images = images.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(self.device.type, enabled=self.amp):
+    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
         thetas = self.model(images)
-    thetas = [t.float() for t in thetas]
+    thetas = [t.float() for t in thetas]                     # float32 already (the regressor accumulates Θ in float32)
     d = decode(thetas[-1], self.body, cfg.img_size)
-    gt, masks = batch["keypoints"].to(self.device), batch["mask"].to(self.device)
+    gt, masks = self._to_device(batch["keypoints"]), self._to_device(batch["mask"])
     terms = self.objective.terms(d.keypoints, d.vertices_px, gt, masks, log_all=log_all)
     if self.world > 1 and "kpr" in terms:   # pool over the global batch, as one process would: rescale by the visible counts
         n_local = (gt[..., 2] != 0).sum().float()
         n_all = n_local.clone(); dist.all_reduce(n_all)
         terms["kpr"] = terms["kpr"] * (n_local.clamp(min=1) / n_all.clamp(min=1) * self.world)
     loss = self.objective.total(terms)
+    self._early = None
     if self.prior is not None:
-        adv = self.prior.generator_loss(CriticInput.from_body(d.body, d.betas))
-        loss = loss + cfg.adv_weight * adv
+        fake = CriticInput.from_body(d.body, d.betas)
+        if self.recipe.adv_stages == "all":                  # HMR: the poses of every iteration, through the LSP-only layer
+            early = [self.critic_layer(*split_theta(t)[1:]) for t in thetas[:-1]]
+            self._early = [e.detach() for e in early]        # reused as the prior's fakes
+            fake = CriticInput.cat(early + [fake])
+        adv = self.prior.generator_loss(fake)
+        loss = loss + self.recipe.adv_weight * adv
         terms["adv"] = adv
     terms = {k: v.detach() for k, v in terms.items()}
     terms["loss"] = loss.detach()
@@ -355,72 +426,154 @@ def _fakes(self: Trainer, thetas: list, last) -> CriticInput:
     with torch.no_grad():
         last_in = CriticInput.from_body(last.body, last.betas).detach()
         if self.cfg.critic_fakes == "last": return last_in
-        early = [self.critic_layer(*split_theta(t)[1:]) for t in thetas[:-1]]
+        early = self._early if self._early is not None else [self.critic_layer(*split_theta(t)[1:]) for t in thetas[:-1]]
         return CriticInput.cat(early + [last_in])
 Trainer._fakes = _fakes
 
 def _sync_grads(self: Trainer, params):
-    "Average gradients over the processes (the prior is not DDP-wrapped: it is updated on its own)."
+    "Average gradients over the processes in one all-reduce (the prior is not DDP-wrapped: it is updated on its own)."
     if self.world > 1:
-        for p in params:
-            if p.grad is not None: dist.all_reduce(p.grad); p.grad /= self.world
+        grads = [p.grad for p in params if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads]); dist.all_reduce(flat); flat /= self.world
+        o = 0
+        for g in grads: g.copy_(flat[o:o + g.numel()].view_as(g)); o += g.numel()
 Trainer._sync_grads = _sync_grads
 
-def _train_step(self: Trainer, batch: dict) -> dict:
-    "One generator update and `critic_steps` prior updates; a non-finite loss or gradient skips the step."
+def _train_step(self: Trainer, batch: dict) -> dict: # detached device tensors (no host sync); `fit` turns them into numbers when it logs
+    "One generator update and `critic_steps` prior updates; a non-finite loss or gradient skips the step, on the device."
     cfg = self.cfg
-    self.net.train()
-    if cfg.freeze_bn:
-        for m in self.net.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
-    self.opt_g.zero_grad(set_to_none=True)
-    logged = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == self.total_steps      # `fit` logs after this step
-    loss, terms, thetas, d = self.generator_terms(batch, log_all=logged)
-    ok = torch.isfinite(loss)
-    if self.world > 1:
-        ok = ok.float(); dist.all_reduce(ok, op=dist.ReduceOp.MIN); ok = ok > 0
-    if not bool(ok): return self._skip(terms, "loss")
-    self.scaler.scale(loss).backward()
-    self.scaler.unscale_(self.opt_g)
-    gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-    if not self.amp and not torch.isfinite(gnorm):         # under AMP the scaler skips the step itself
+    with determinism(cfg.deterministic):
+        self.net.train()
+        if cfg.freeze_bn:
+            for m in self.net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
         self.opt_g.zero_grad(set_to_none=True)
-        return self._skip(terms, "gradient")
-    scale0 = self.scaler.get_scale()
-    self.scaler.step(self.opt_g); self.scaler.update()
-    if self.amp and self.scaler.get_scale() < scale0: terms["amp_skipped"] = torch.tensor(1.)
-    terms["grad_norm"] = gnorm.detach()
-    self.nan_in_row = 0
-    if self.prior is not None:
-        n = self.local_batch * (1 if cfg.critic_fakes == "last" else cfg.n_iter)
-        fake = self._fakes(thetas, d)
-        g = torch.Generator(device="cpu").manual_seed(hash((cfg.seed, self.step, self.rank, 1)) % 2**63)
-        for k in range(cfg.critic_steps):
-            pose, betas = real_poses(cfg.pose_source, n, self.step * cfg.critic_steps + k, cfg.seed, self.rank, self._stream_state)
-            with torch.no_grad(): real = self.critic_layer(pose.to(self.device), betas.to(self.device))
-            st = self.prior.update(real, fake[: len(real)] if len(fake) > len(real) else fake,
-                                   generator=g if self.device.type == "cpu" else None, sync_grads=self._sync_grads)
-        terms.update({f"critic_{k}": v for k, v in st.items()})
-    return {k: float(v) for k, v in terms.items()}
+        logged = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == self.total_steps      # `fit` logs after this step
+        loss, terms, thetas, d = self.generator_terms(batch, log_all=logged)
+        # A non-finite loss multiplies every gradient by NaN (a finite one by exactly 1), so one test of the gradient
+        # norm covers loss and gradient alike, on every rank (DDP averages a rank's NaN into all of them).
+        self.scaler.scale(loss * torch.where(torch.isfinite(loss), 1.0, math.nan)).backward()
+        self.scaler.unscale_(self.opt_g)
+        grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+        gnorm = (torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip) if cfg.grad_clip > 0
+                 else torch.nn.utils.get_total_norm(grads))
+        skip = ~torch.isfinite(gnorm)
+        if self.scaler.is_enabled(): self.scaler.step(self.opt_g); self.scaler.update()   # fp16: the scaler's own skip
+        else: masked_step(self.opt_g, skip)                                                    # weights, moments, step: untouched
+        s = skip.long(); run = (self._nan[1] + 1) * s                                          # the streak, on the device
+        self._nan = torch.stack([self._nan[0] + s, run, torch.maximum(self._nan[2], run)])
+        terms.update(grad_norm=gnorm.detach(), skipped=skip.float())
+        if self.prior is not None:
+            n = self.local_batch * (1 if cfg.critic_fakes == "last" else cfg.n_iter)
+            fake = self._fakes(thetas, d)
+            g = torch.Generator(device="cpu").manual_seed(hash((cfg.seed, self.step, self.rank, 1)) % 2**63)
+            for k in range(cfg.critic_steps):
+                pose, betas = real_poses(cfg.pose_source, n, self.step * cfg.critic_steps + k, cfg.seed, self.rank, self._stream_state)
+                with torch.no_grad(): real = self.critic_layer(self._to_device(pose), self._to_device(betas))
+                st = self.prior.update(real, fake[: len(real)] if len(fake) > len(real) else fake,
+                                       generator=g if self.device.type == "cpu" else None, sync_grads=self._sync_grads, skip=skip)
+            terms.update({f"critic_{k}": v for k, v in st.items()})
+    return terms
 Trainer.train_step = _train_step
 
-def _skip(self: Trainer, terms: dict, what: str) -> dict:
-    self.nan_skipped += 1; self.nan_in_row += 1
-    log.warning("step %d: non-finite %s (%s); step skipped (%d in a row)", self.step, what,
-                {k: float(v) for k, v in terms.items()}, self.nan_in_row)
-    return {**{k: float(v) for k, v in terms.items()}, "skipped": 1.0}
-Trainer._skip = _skip
+def _check_nan(self: Trainer) -> bool:
+    "Read the skip counters (one host sync): update `nan_skipped`/`nan_in_row`, warn, and say whether `nan_patience` was reached."
+    total, run, worst = self._nan.tolist()
+    new = total - self.nan_skipped
+    if new: log.warning("step %d: %d non-finite step(s) skipped since the last check (%d in a row now)", self.step, new, run)
+    self.nan_skipped, self.nan_in_row = total, run
+    self._nan[2] = run                                                                         # the longest run starts afresh
+    return worst >= self.cfg.nan_patience
+Trainer._check_nan = _check_nan
+
+
+# %% ../nbs/09_train.ipynb #d4aeffb6
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+_SYNC_OPS = {"_local_scalar_dense": "scalar read", "nonzero": "nonzero", "masked_select": "nonzero", "unique": "nonzero",
+             "_unique2": "nonzero", "unique_consecutive": "nonzero"}            # aten ops whose result the host must wait for
+_SYNC_METHODS = {"tolist": "scalar read", "cpu": "device->host copy", "numpy": "device->host copy"}
+_COUNTER_FRAMES = {"_frames", "_caller", "_in_torch", "_add", "__torch_dispatch__", "__torch_function__"}
+
+def _frames():
+    "The stack from the code that called into torch outwards (the counter's own frames left out)."
+    f = sys._getframe(1)
+    while f is not None:
+        if f.f_code.co_name not in _COUNTER_FRAMES: yield f
+        f = f.f_back
+
+def _caller() -> str:
+    "The `hybrid_pose` module (file stem) of the innermost stack frame in the package; 'other' if none (e.g. a notebook cell)."
+    for f in _frames():
+        if f"{os.sep}hybrid_pose{os.sep}" in f.f_code.co_filename: return Path(f.f_code.co_filename).stem
+    return "other"
+
+def _in_torch() -> bool:
+    "Whether torch's own Python code made the call (e.g. moving per-device norms together): not a host copy."
+    f = next(_frames(), None)
+    return f is not None and f"{os.sep}torch{os.sep}" in f.f_code.co_filename
+
+class HostSyncCounter:
+    "Counts what would make the host wait for a GPU (scalar reads, nonzero, blocking host->device copies, list indices), by module."
+    def __init__(self): self.events, self._host = [], set()  # (kind, module, detail); ids of tensors copied to the host
+    def _add(self, kind: str, detail: str): self.events.append((kind, _caller(), detail))
+    def counts(self, by: str = "module") -> dict: # {module (or kind): number of events}
+        i = {"kind": 0, "module": 1}[by]; out = {}
+        for e in self.events: out[e[i]] = out.get(e[i], 0) + 1
+        return out
+    def total(self, exclude: tuple = ()) -> int: # events outside the modules `exclude`
+        return sum(1 for e in self.events if e[1] not in exclude)
+    def __enter__(self):
+        counter = self
+        class _Dispatch(TorchDispatchMode):                  # aten level: what any Python call turns into
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                name = func.overloadpacket.__name__
+                if name in _SYNC_OPS: counter._add(_SYNC_OPS[name], name)
+                elif name in ("index", "index_put", "index_put_") and len(args) > 1 and any(
+                        isinstance(t, Tensor) and t.dtype == torch.bool for t in args[1]):
+                    counter._add("nonzero", f"{name} with a boolean mask")
+                return func(*args, **(kwargs or {}))
+        class _Function(TorchFunctionMode):                  # Python level: copies and indices the CPU cannot see
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                name = getattr(func, "__name__", "")
+                target = [a for a in (*args[1:], kwargs.get("device")) if isinstance(a, (torch.device, str, Tensor))]
+                if name in _SYNC_METHODS:
+                    if id(args[0]) not in counter._host: counter._add(_SYNC_METHODS[name], name)   # host data: free
+                elif name == "to" and target and target[0] == "cpu":      # spelt "cpu": a copy to the host
+                    counter._add("device->host copy", "to('cpu')")
+                    out = func(*args, **kwargs); counter._host.add(id(out)); return out
+                elif name == "to" and target and not kwargs.get("non_blocking", False) and not _in_torch():
+                    counter._add("blocking host->device copy", "to")    # a device spelt as the run's device / a tensor
+                elif name == "cuda" and not kwargs.get("non_blocking", False): counter._add("blocking host->device copy", "cuda")
+                elif name in ("tensor", "as_tensor") and kwargs.get("device") is not None and not isinstance(args[0], Tensor):
+                    counter._add("blocking host->device copy", name)
+                elif name in ("__getitem__", "__setitem__") and len(args) > 1 and any(
+                        isinstance(i, list) for i in (args[1] if isinstance(args[1], tuple) else (args[1],))):
+                    counter._add("list index (host->device copy)", name)
+                return func(*args, **kwargs)
+        self._modes = [_Function(), _Dispatch()]
+        for m in self._modes: m.__enter__()
+        return self
+    def __exit__(self, *exc):
+        for m in reversed(self._modes): m.__exit__(*exc)
+
 
 # %% ../nbs/09_train.ipynb #3a5f5749
 RESUME_FREE = frozenset({"epochs", "max_steps", "time_budget_s", "out_dir", "ckpt_every", "val_every", "val_batches", "log_every",
-                         "nan_patience", "progress", "tensorboard", "resume", "num_workers", "device", "data_root"})
+                         "nan_patience", "progress", "tensorboard", "resume", "num_workers", "device", "data_root",
+                         "deterministic"})   # how a run executes, not what it computes; amp_dtype and sync_bn change the arithmetic
 
 def config_changes(saved: dict, # the config a checkpoint was trained with (`asdict(TrainConfig)`)
                    cfg: TrainConfig, # the config asked for now
                   ) -> dict: # field -> (saved value, new value), for the fields that may not change on resume
-    "What differs between a checkpoint's config and this one, outside `RESUME_FREE`."
-    now = asdict(cfg)
-    return {k: (saved.get(k), now[k]) for k in now if k not in RESUME_FREE and saved.get(k) != now[k]}
+    "What differs between a checkpoint's config and this one, outside `RESUME_FREE` (fields a checkpoint predates: their defaults)."
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    try: old = TrainConfig(**{k: v for k, v in saved.items() if k in names}).resolved()
+    except (TypeError, ValueError): old = saved
+    now = cfg.resolved()
+    return {k: (old.get(k), now[k]) for k in now if k not in RESUME_FREE and old.get(k) != now[k]}
 
 def _truncate_csv(path: Path, step: int):
     "Drop the rows of a log beyond `step` (written after the checkpoint, by a process that then died)."
@@ -467,9 +620,11 @@ def _load(self: Trainer, path):
     if self.prior is not None: self.prior.load_state_dict(ck["prior"]); self.prior.optimizer.load_state_dict(ck["opt_d"])
     self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
     self.nan_skipped, self.empty_batches = ck["nan_skipped"], ck["empty_batches"]
+    self._nan = torch.tensor([self.nan_skipped, 0, 0], device=self.device)
     self._stream_state = {"consumed": ck["pose_batches"]}
     torch.set_rng_state(ck["rng_cpu"].cpu())
     if "rng_cuda" in ck and self.device.type == "cuda": torch.cuda.set_rng_state(ck["rng_cuda"].cpu(), self.device)
+    if self.rank: torch.manual_seed(rank_seed(self.cfg.seed, self.rank, self.step))   # rank 0's state was saved; the others differ
     if self.rank == 0:
         for f in ("metrics.csv", "val.csv"): _truncate_csv(self.out / f, self.step)
     self.status = "resumed"
@@ -478,10 +633,14 @@ Trainer.load = _load
 # %% ../nbs/09_train.ipynb #de63b60f
 STATUSES = ("done", "stopped: time budget", "stopped: non-finite", "nothing to do")
 
-def _finite_mean(v: list) -> float:
-    "Mean of the finite values (NaN when there are none: every step of the interval was skipped)."
-    f = [x for x in v if math.isfinite(x)]
-    return sum(f) / len(f) if f else float("nan")
+def _finite_means(acc: dict) -> dict:
+    "Per key, the mean of the finite values logged since the last row (NaN when none: every step was skipped), in one host sync."
+    if not acc: return {}
+    means = []
+    for v in acc.values():
+        v = torch.stack([t.float().reshape(()) for t in v]); ok = torch.isfinite(v)
+        means.append(torch.where(ok, v, 0).sum() / ok.sum())
+    return dict(zip(acc, torch.stack([m.to(means[0].device) for m in means]).tolist()))
 
 def _append_csv(path: Path, row: dict):
     new = not path.exists()
@@ -525,13 +684,15 @@ def _fit(self: Trainer) -> dict:
         for batch in self._loader():
             if batch is None:
                 self.empty_batches += 1; self.batch_in_epoch += 1; continue
-            terms = self.train_step(batch)
+            terms = self.train_step(batch)                       # device tensors: nothing here waits for the GPU ...
             self.batch_in_epoch += 1; self.step += 1; n_acc += 1
             for k, v in terms.items(): acc.setdefault(k, []).append(v)
-            if self.nan_in_row >= cfg.nan_patience:
+            log_now = self.step % cfg.log_every == 0 or self.step == self.total_steps
+            ckpt_now = cfg.ckpt_every and self.step % cfg.ckpt_every == 0
+            if (log_now or ckpt_now) and self._check_nan():      # ... but here, every log_every (or ckpt_every) steps
                 self.status = "stopped: non-finite"; break
-            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
-                row = dict(step=self.step, epoch=self.epoch, **{k: _finite_mean(v) for k, v in acc.items()},
+            if log_now:
+                row = dict(step=self.step, epoch=self.epoch, **_finite_means(acc),
                            s_per_step=(time.time() - t_log) / max(1, n_acc), elapsed_s=time.time() - t0)
                 self.history.append(row)
                 if self.rank == 0:
@@ -550,6 +711,7 @@ def _fit(self: Trainer) -> dict:
             if self.train_set is not None and hasattr(self.train_set, "set_epoch"): self.train_set.set_epoch(self.epoch)
     bar.close()
     if self.status == "running": self.status = "done"
+    if self._check_nan() and self.status != "stopped: non-finite": self.status = "stopped: non-finite"
     if self.status != "stopped: non-finite":
         self.save()
         if cfg.val_every >= 0 and self.status == "done": self.validate()

@@ -3,7 +3,8 @@ or under `torchrun` (DDP). Rank 0 saves the gradient of that step (before the op
 after a second step, the parameters of every rank, so the test can check what DDP must guarantee:
 
 - the all-reduced gradient of one step equals the single-process gradient of the whole batch (to float rounding);
-- every rank holds the same weights after the optimiser step.
+- every rank holds the same weights after the optimiser step;
+- the ranks' random streams differ (dropout masks and gradient-penalty draws are independent across processes).
 
 Usage: python tests/_ddp_step.py CONFIG_JSON OUT_FILE
 """
@@ -21,11 +22,13 @@ tr.train_step(next(batches))
 grads = {k: p.grad.detach().clone() for k, p in tr.net.named_parameters() if p.grad is not None}
 tr.train_step(next(batches))
 params = {k: p.detach().clone() for k, p in tr.net.named_parameters()}
-if tr.world > 1:                                    # every rank's weights, gathered on rank 0
-    gathered = [None] * tr.world
-    dist.all_gather_object(gathered, params)
+draws = torch.rand(4)                               # what dropout and the gradient penalty would draw next
+if tr.world > 1:                                    # every rank's weights and draws, gathered on rank 0
+    gathered, gathered_draws = [None] * tr.world, [None] * tr.world
+    dist.all_gather_object(gathered, params); dist.all_gather_object(gathered_draws, draws)
     dist.destroy_process_group()
 else:
-    gathered = [params]
+    gathered, gathered_draws = [params], [draws]
 if tr.rank == 0:
-    torch.save(dict(world=tr.world, grads=grads, params=gathered, local_batch=tr.local_batch), sys.argv[2])
+    torch.save(dict(world=tr.world, grads=grads, params=gathered, draws=gathered_draws, local_batch=tr.local_batch,
+                    sync_bn=tr.sync_bn), sys.argv[2])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hybrid_pose.synthetic import generate_synthetic
-from hybrid_pose.train import TrainConfig, Trainer, train, LOSSES, PRIORS
+from hybrid_pose.train import TrainConfig, Trainer, train, HostSyncCounter, LOSSES, PRIORS
 from hybrid_pose.checkpoint import Checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +95,8 @@ def test_ddp_gradient_equals_single_process(data_root, tmp_path):
     assert flat1.norm() > 0 and rel < 1e-5 and worst < 1e-4, (rel, worst)
     ranks = two["params"]
     assert len(ranks) == 2 and all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])   # bit-identical replicas
+    assert not torch.equal(two["draws"][0], two["draws"][1])           # ... whose random streams differ (per-rank seeds)
+    assert two["sync_bn"] is False                                     # SyncBatchNorm needs CUDA: off on gloo/CPU
 
 
 def test_validation_and_tensorboard(data_root, tmp_path):
@@ -105,6 +107,35 @@ def test_validation_and_tensorboard(data_root, tmp_path):
     assert (tmp_path / "run" / "val.csv").read_text().startswith("step,")
     events = list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 100
+
+
+@pytest.mark.parametrize("prior", ["critic", "hmr"])
+def test_host_syncs_do_not_grow_with_the_batch(data_root, tmp_path, prior):
+    """The notebook checks the budget at batch 8; here the count is the same at batch 2 and 8 (the earlier step read
+    back per-joint and per-term scalars, so its count grew with the work), with the MR search a GPU runs."""
+    import dataclasses
+    totals = []
+    for b in (2, 8):
+        tr = Trainer(small(data_root, tmp_path / f"b{b}", batch_size=b, prior=prior, log_every=10))
+        tr.objective = dataclasses.replace(tr.objective, mr_backend="batched")
+        batch = next(iter(tr._loader())); tr.train_step(batch)
+        with HostSyncCounter() as c: tr.train_step(batch)
+        totals.append(c.total(exclude=("body", "poses")))
+    print(f"{prior}: host syncs outside the body layer at batch 2 and 8: {totals}")
+    assert totals[0] == totals[1] <= 5, totals
+
+
+def test_resume_compares_the_resolved_recipe(data_root, tmp_path):
+    """A checkpoint whose config predates a field reads it as its default; the prior's recipe is compared as resolved:
+    a critic run saved with adv_weight 0.01 resumes, an HMR run saved with 0.01 is refused under HMR's recipe (1)."""
+    import dataclasses, json
+    from hybrid_pose.train import config_changes
+    saved = json.loads(json.dumps(dataclasses.asdict(small(data_root, tmp_path / "r", prior="critic"))))
+    for k in ("adv_stages", "critic_weight_decay", "amp_dtype", "sync_bn", "deterministic"): saved.pop(k)
+    saved["adv_weight"] = 0.01                                          # what older checkpoints hold
+    assert config_changes(saved, small(data_root, tmp_path / "r", prior="critic")) == {}
+    saved["prior"] = "hmr"
+    assert config_changes(saved, small(data_root, tmp_path / "r", prior="hmr")) == {"adv_weight": (0.01, 1.0)}
 
 
 @pytest.mark.cuda
