@@ -9,8 +9,9 @@ by `fixtures.rasterize_silhouette`, i.e. `render.silhouette`) and the open model
 per-image sums S_b (the reduction is irrelevant to the cost), all in one process at one thread count; medians over
 `--repeat` runs after a warm-up, or over `--brute-repeat` runs for the rows that take seconds per call:
 
-- fast (k-d tree / chunked): `mesh_reprojection_loss` with backend "scipy" (the CPU default) and "torch" (the GPU
-  default, shown on the CPU for reference).
+- fast (exact searches): `mesh_reprojection_loss` with backend "scipy" (k-d trees, the CPU default), "batched" (the
+  GPU default, shown on the CPU for reference) and "torch" (the former GPU search, image by image).
+  `benchmarks/gpu.py` compares the GPU searches per image at B = 8 and 64.
 - brute force: `mesh_reprojection_bruteforce`, the full |G|×V matrices with autograd through them. It runs (and
   back-propagates) one image at a time: a batched graph would hold all 8 images' matrices at once.
 - authors' dense search: the same dense |G|×V matrix from the -2ab + |a|² + |b|² form as in their code, but without
@@ -142,7 +143,7 @@ def main():
     # agreement of the fast version with the brute force, same inputs
     brute(); g_ref = x.grad.clone()
     s_ref = torch.stack([mesh_reprojection_bruteforce(x[b:b + 1], masks[b:b + 1]).detach()[0] for b in range(B)])
-    fast_backends = ["scipy", "torch"] if dev.type == "cpu" else ["torch"]
+    fast_backends = ["scipy", "batched", "torch"] if dev.type == "cpu" else ["batched", "torch"]
     fast(fast_backends[0])(); g_fast = x.grad.clone()
     t = mesh_reprojection_terms(x, masks, backend=fast_backends[0]); s_fast = (t.to_mask + t.to_vertices).detach()
     val_err = ((s_fast - s_ref).abs() / s_ref.abs()).max().item()

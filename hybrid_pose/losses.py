@@ -173,7 +173,7 @@ def _search_torch(vertices_px: Tensor, masks: Tensor, o: float):
     return idx, gidx, nn
 
 # %% ../nbs/03_losses.ipynb #b7c1a001
-_SCREEN_CHUNK = {"cpu": 1 << 18, "cuda": 1 << 26}  # (query, point) pairs per chunk of the batched search, by device type
+_SCREEN_CHUNK = {"cpu": 1 << 20, "cuda": 1 << 26}  # (query, point) pairs per chunk of the batched search, by device type
 _SENTINEL = 2.0 ** 60  # where padding points sit: farther from any query (|coordinates| ≤ 2⁴⁰) than every real point
 
 def _host(t: Tensor) -> list:
