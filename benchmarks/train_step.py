@@ -13,7 +13,13 @@ people, the open body model), and the whole `train_step` is timed too, in the sa
 - prior: the generator's adversarial term (critic on the last Θ's poses, backward) + the critic update (fakes of all
   iterations through the LSP-only body layer, 24 real poses, WGAN-GP, backward, Adam);
 - optimiser: the generator's Adam step.
-The goal (issue 6): everything beyond backbone + regressor ≤ 15 % of the step. Prints a Markdown table.
+The goal (issue 6): everything beyond backbone + regressor ≤ 15 % of the step. Prints a Markdown table, and the
+step's host syncs by module (`count_host_syncs`).
+
+    python benchmarks/train_step.py --ab OTHER_CHECKOUT [--deterministic] [--rounds 3] [--repeat 3]
+
+times `Trainer.train_step` (ResNet-50, both+critic) of another checkout against this one, in fresh processes,
+interleaved round by round (`compare`, `time_steps`: functions other benchmarks can call).
 """
 import argparse, datetime, os, platform, statistics, sys, tempfile, time
 from pathlib import Path
@@ -57,6 +63,17 @@ def time_steps(tree, data_root, batch=8, backbone="resnet50", repeat=3, threads=
     r = subprocess.run([sys.executable, "-c", STEP_SNIPPET, str(data_root), str(batch), backbone, str(repeat), json.dumps(extra or {})],
                        env=env, capture_output=True, text=True, cwd=str(tree), check=True)
     return float(r.stdout.strip().splitlines()[-1])
+
+
+def count_host_syncs(tr, batch, gpu_search=True):
+    """Host syncs of one `tr.train_step(batch)` by module (`hybrid_pose.train.HostSyncCounter`), after one warm-up step;
+    `gpu_search`: count with the MR search a GPU runs ("batched") also on the CPU."""
+    import dataclasses
+    from hybrid_pose.train import HostSyncCounter
+    if gpu_search: tr.objective = dataclasses.replace(tr.objective, mr_backend="batched")
+    tr.train_step(batch)
+    with HostSyncCounter() as c: tr.train_step(batch)
+    return c.counts()
 
 
 def compare(trees, data_root, rounds=3, variants=None, **kw):
@@ -118,7 +135,7 @@ def main():
 
     def backbone():
         tr.net.zero_grad(set_to_none=True)
-        with torch.autocast(dev.type, enabled=tr.amp):
+        with torch.autocast(dev.type, dtype=tr.amp_dtype, enabled=tr.amp):
             th = tr.net(images)
         th[-1].float().sum().backward()
 
@@ -166,6 +183,7 @@ def main():
              ("body model + projection (fwd+bwd)", body), ("losses KPR + MR (fwd+bwd)", loss_terms),
              ("prior: generator term (fwd+bwd)", prior_gen_term), ("prior: critic update (fakes, GP, Adam)", prior_update_only),
              ("optimiser (Adam, generator)", optimiser), ("step", full)]
+    syncs = count_host_syncs(tr, batch, gpu_search=dev.type == "cpu")
     times = {n: [] for n, _ in parts}
     for r in range(a.rounds):               # interleaved rounds: a shared machine's load hits every part alike
         for n, fn in parts: times[n].append(timeit(fn, a.repeat, sync, warmup=1 if r else 2))
@@ -186,6 +204,7 @@ def main():
     print(f"\nBeyond backbone + regressor: parts {beyond:.1f} ms = **{100 * beyond / step_ms:.1f} %** of the step "
           f"(step − backbone: {100 * (step_ms - bb) / step_ms:.1f} %); goal ≤ 15 %. "
           f"Throughput {1000 * a.batch / step_ms:.1f} images/s (data loading hidden by workers).")
+    print(f"\nHost syncs of one step, by module (`HostSyncCounter`; `body`/`poses` outside the budget of 5): {syncs}")
 
 
 if __name__ == "__main__":

@@ -363,6 +363,7 @@ class Trainer:
         self.status, self.history, self.val_history = "new", [], []
         self._stream_state = {}
         self._tb = None
+        self._early = None                                              # this step's earlier-iteration fakes (`generator_terms`)
         if self.rank == 0: remove_stale_temps(self.out)              # left by a writer that was killed
         if cfg.resume and (self.out / "checkpoint.pt").is_file(): self.load(self.out / "checkpoint.pt")
 
