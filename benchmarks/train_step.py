@@ -70,9 +70,12 @@ def count_host_syncs(tr, batch, gpu_search=True):
     `gpu_search`: count with the MR search a GPU runs ("batched") also on the CPU."""
     import dataclasses
     from hybrid_pose.train import HostSyncCounter
-    if gpu_search: tr.objective = dataclasses.replace(tr.objective, mr_backend="batched")
-    tr.train_step(batch)
-    with HostSyncCounter() as c: tr.train_step(batch)
+    objective = tr.objective
+    if gpu_search: tr.objective = dataclasses.replace(objective, mr_backend="batched")
+    try:
+        tr.train_step(batch)
+        with HostSyncCounter() as c: tr.train_step(batch)
+    finally: tr.objective = objective
     return c.counts()
 
 

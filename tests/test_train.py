@@ -151,3 +151,26 @@ def test_cuda_amp_channels_last(data_root, tmp_path):
     assert cpu.step == 10 and not cpu.amp
     cpu.result = cpu.fit()
     assert cpu.step == 12
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_step_syncs(data_root, tmp_path):
+    """On a GPU, CUDA's own detector (`torch.cuda.set_sync_debug_mode`) agrees with the CPU count of the notebook: at
+    most 5 synchronising calls per step outside the body layer, each attributed to the innermost `hybrid_pose` frame."""
+    import traceback, warnings
+    tr = Trainer(small(data_root, tmp_path / "run", device="cuda", batch_size=8, log_every=10))
+    assert tr.amp and torch.backends.cudnn.benchmark
+    batch = next(iter(tr._loader())); tr.train_step(batch); torch.cuda.synchronize()
+    where = []
+    def hook(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" in str(message).lower():
+            frames = [f.filename for f in traceback.extract_stack() if f"{os.sep}hybrid_pose{os.sep}" in f.filename]
+            where.append(Path(frames[-1]).stem if frames else "other")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always"); warnings.showwarning = hook
+        torch.cuda.set_sync_debug_mode("warn")
+        try: tr.train_step(batch)
+        finally: torch.cuda.set_sync_debug_mode("default")
+    print(f"CUDA syncs in one step, by module: {dict((m, where.count(m)) for m in set(where))}")
+    assert sum(1 for m in where if m != "body") <= 5, where
