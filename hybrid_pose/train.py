@@ -550,6 +550,8 @@ class HostSyncCounter:
                 elif name == "cuda" and not kwargs.get("non_blocking", False): counter._add("blocking host->device copy", "cuda")
                 elif name in ("tensor", "as_tensor") and kwargs.get("device") is not None and not isinstance(args[0], Tensor):
                     counter._add("blocking host->device copy", name)
+                elif name == "new_tensor" and len(args) > 1 and not isinstance(args[1], Tensor):   # host data, the tensor's device
+                    counter._add("blocking host->device copy", name)
                 elif name in ("__getitem__", "__setitem__") and len(args) > 1 and any(
                         isinstance(i, list) for i in (args[1] if isinstance(args[1], tuple) else (args[1],))):
                     counter._add("list index (host->device copy)", name)
