@@ -76,10 +76,10 @@ def experiment_config(setting: str, # e.g. "both+critic"
     return TrainConfig(**(base | dict(out_dir=str(Path(runs_dir) / setting)) | overrides))
 
 def pose_source_for(data_root) -> str:
-    "Real poses for the critic: data_root/mosh or data_root/amass when present, else the joint-limit sampler."
+    "Real poses for the critic: data_root/mosh or data_root/amass when present, else the natural-pose library (`natural_poses`)."
     for name in ("mosh", "amass"):
         if (Path(data_root) / name).is_dir() and any((Path(data_root) / name).rglob("*.*")): return str(Path(data_root) / name)
-    return "sampler"
+    return "natural"
 
 def run_setting(cfg: TrainConfig, # from `experiment_config`
                 retrain: bool = False, # False: a finished run in cfg.out_dir is reused, an unfinished one continues

@@ -273,7 +273,7 @@ class NaturalPoseSampler:
             raise ValueError(f"unknown activities {unknown} (or none given); choose from: {', '.join(ACTIVITIES)}")
         if not 0 <= mirror <= 1 or noise < 0 or lean_std < 0:
             raise ValueError(f"need 0 <= mirror <= 1, noise >= 0 and lean_std >= 0; got {mirror}, {noise}, {lean_std}")
-        _sample_root(1, root, None)  # validates `root`
+        _sample_root(1, root, torch.Generator())  # validates `root` (a private generator: the global RNG is left alone)
         self.noise, self.mirror, self.root, self.lean_std, self.betas_std = noise, mirror, root, lean_std, betas_std
         self.frames, self.segments = _library(self.activities)
         self.count = torch.bincount(self.segments[:, 0], minlength=len(self.activities))

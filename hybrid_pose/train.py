@@ -21,6 +21,7 @@ from .losses import OBJECTIVES, MR_REDUCTIONS, Objective
 from .critic import (PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, PriorRecipe, build_prior, masked_step,
                                 prior_options)
 from .poses import JointLimitSampler, PoseStream
+from .natural_poses import POSE_SAMPLERS, CRITIC_STREAM, make_pose_sampler, stream_generator
 from .data import PoseDataset, EpochSampler, collate_skip_none, seed_worker, DataError, GET_COMMANDS
 from . import checkpoint as ckpt
 from .cli import EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_NOTHING, UsageError, one_line, main as cli_main
@@ -39,7 +40,7 @@ LOSSES = tuple(OBJECTIVES)                # "kpr", "mr", "both": KPR only, MR on
 PRIORS = ("none", *PRIOR_CLASSES)         # no prior, and every registered prior ("critic", "hmr", ...)
 
 _RANGES = dict(batch_size=(1, None), img_size=(32, None), num_workers=(0, None), max_train_images=(0, None), n_iter=(1, None),
-               dropout=(0, 1), kpr_weight=(0, None), mr_weight=(0, None), adv_weight=(-1, None), gp_weight=(0, None),
+               dropout=(0, 1), lspet_val=(0, 10000), kpr_weight=(0, None), mr_weight=(0, None), adv_weight=(-1, None), gp_weight=(0, None),
                critic_weight_decay=(-1, None),
                critic_steps=(1, None), gen_lr=(0, None), critic_lr=(0, None), epochs=(0, None), max_steps=(0, None),
                grad_clip=(0, None), ckpt_every=(0, None), val_every=(-1, None), val_batches=(0, None), log_every=(1, None),
@@ -82,7 +83,8 @@ class TrainConfig:
     gp_weight: float = 10.0
     critic_steps: int = 1              # prior updates per generator update (the authors: 1)
     critic_fakes: str = "all"          # fakes for the prior: "all" IEF iterations (the authors) or "last"
-    pose_source: str = "sampler"       # real poses: "sampler" (joint limits) or a folder/file of MoSh/AMASS poses
+    pose_source: str = "natural"       # real poses: a pose sampler ("natural": the activity library; "uniform": joint limits) or a folder/file of MoSh/AMASS poses
+    lspet_val: int = 0                 # hold out LSPe's last N images as its "val" split (0: the paper's, all LSPe trains)
     # optimisation
     gen_lr: float = 1e-4
     critic_lr: float = 0.0             # 0: the prior's default (critic 5e-4, HMR discriminator 1e-4)
@@ -262,9 +264,9 @@ def dist_context() -> tuple[int, int, int]:
 
 def real_poses(source: str, n: int, step: int, seed: int, rank: int, stream_state: dict) -> tuple[Tensor, Tensor]:
     "The real (pose, betas) batch of a step: a function of (seed, step, rank) for the sampler, so resuming is exact."
-    if source == "sampler":
-        g = torch.Generator().manual_seed(hash((seed, step, rank)) % 2**63)
-        return JointLimitSampler().sample(n, g)
+    if source in POSE_SAMPLERS:                      # a sampler: the critic's own stream, a function of (seed, step, rank)
+        smp = stream_state.get("sampler") or stream_state.setdefault("sampler", make_pose_sampler(source))
+        return smp.sample(n, stream_generator(seed, CRITIC_STREAM, step, rank))
     it = stream_state.get("iter")
     if it is None:                                   # a pose-file stream: skip what earlier steps consumed
         it = iter(PoseStream(source, batch_size=n, seed=seed + 1000 * rank))
@@ -368,8 +370,11 @@ class Trainer:
         if cfg.resume and (self.out / "checkpoint.pt").is_file(): self.load(self.out / "checkpoint.pt")
 
     def _dataset(self, sources: str, split: str, augment: bool) -> PoseDataset:
-        try: return PoseDataset(self.cfg.data_root, sources, split, augment=augment, seed=self.cfg.seed, size=self.cfg.img_size)
-        except (FileNotFoundError, DataError) as e:
+        "A split of `sources`: every annotated image when the objective has no MR term, else only those with a silhouette."
+        try: return PoseDataset(self.cfg.data_root, sources, split, augment=augment, seed=self.cfg.seed, size=self.cfg.img_size,
+                                require_mask=self.objective.in_objective("mr"), lspet_val=self.cfg.lspet_val)
+        except DataError: raise                                         # already one line naming the file and the fix
+        except FileNotFoundError as e:
             fix = "; ".join(GET_COMMANDS.get(s, "").format(root=self.cfg.data_root) for s in sources.split("+"))
             raise FileNotFoundError(f"Trainer: no usable {sources}/{split} data under {self.cfg.data_root} ({e}). "
                                     f"Get it with: {fix}") from None
@@ -596,7 +601,7 @@ def _state(self: Trainer) -> dict:
               step=self.step, total_steps=self.total_steps, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
               nan_skipped=self.nan_skipped, empty_batches=self.empty_batches, pose_batches=self._stream_state.get("consumed", 0),
               rng_cpu=torch.get_rng_state(), setting=self.cfg.setting,
-              body=dict(name=self.body.name, file=str(self.body.metadata.get("source", ""))))
+              body=ckpt.body_record(self.body))
     if self.device.type == "cuda": ck["rng_cuda"] = torch.cuda.get_rng_state(self.device)
     if self.prior is not None: ck.update(prior=self.prior.state_dict(), opt_d=self.prior.optimizer.state_dict())
     return ck
@@ -728,7 +733,8 @@ def _validate(self: Trainer) -> dict|None:
     if self.rank != 0: return None
     cfg = self.cfg
     if self.val_set is None:
-        try: self.val_set = PoseDataset(cfg.data_root, val_sources(cfg), "val", augment=False, seed=cfg.seed, size=cfg.img_size)
+        try: self.val_set = PoseDataset(cfg.data_root, val_sources(cfg), "val", augment=False, seed=cfg.seed, size=cfg.img_size,
+                                        require_mask=self.objective.in_objective("mr"), lspet_val=cfg.lspet_val)
         except (FileNotFoundError, DataError) as e:
             log.warning("no validation data (%s); skipping validation", e); self.val_set = False
     if not self.val_set: return None
