@@ -26,11 +26,11 @@ from .cli import UsageError
 
 # %% auto #0
 __all__ = ['log', 'SOURCES', 'CROP_SIZE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LSP_BONES', 'GET_COMMANDS', 'JOINTS_LAYOUTS',
-           'IMAGE_RE', 'MASK_RE', 'PARTS_RE', 'LSP_TRAIN', 'LSP_VAL', 'SYNTHETIC_VAL_FRACTION', 'PART_FLIP',
-           'DataError', 'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout', 'source_layout', 'parse_dataset',
-           'split_numbers', 'Record', 'find_records', 'keypoint_center', 'crop_params', 'crop_image', 'crop_labels',
-           'crop_keypoints', 'crop_to_image', 'part_labels', 'normalize_image', 'denormalize_image', 'EpochSampler',
-           'PoseDataset', 'collate_skip_none', 'seed_worker', 'make_loader', 'show_sample']
+           'IMAGE_RE', 'MASK_RE', 'PARTS_RE', 'LSP_TRAIN', 'LSP_VAL', 'SYNTHETIC_VAL_FRACTION', 'ANNOTATES_OCCLUDED',
+           'PART_FLIP', 'DataError', 'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout', 'source_layout',
+           'parse_dataset', 'split_numbers', 'Record', 'find_records', 'keypoint_center', 'crop_params', 'crop_image',
+           'crop_labels', 'crop_keypoints', 'crop_to_image', 'part_labels', 'normalize_image', 'denormalize_image',
+           'EpochSampler', 'PoseDataset', 'collate_skip_none', 'seed_worker', 'make_loader', 'show_sample']
 
 # %% ../nbs/06_data.ipynb #451df392
 SOURCES = ("lsp", "lspet", "synthetic")  # the image sources a `dataset` string can join with "+"
@@ -200,6 +200,9 @@ def parse_dataset(dataset: str, # "lsp", "lsp+lspet", "synthetic", ... (sources 
 # %% ../nbs/06_data.ipynb #a8f96ffb
 LSP_TRAIN, LSP_VAL = range(1, 1001), range(1001, 2001)  # LSP's standard split (image numbers)
 SYNTHETIC_VAL_FRACTION = 0.1  # the last 10 % of the synthetic images validate, unless split.json says otherwise
+# Whether a source gives coordinates for its occluded joints. LSPe does not: 16,675 of its 16,787 occluded joints
+# sit at negative or zero coordinates (placeholders, not positions), so PCK over "all joints" counts only its visible ones.
+ANNOTATES_OCCLUDED = {"lsp": True, "lspet": False, "synthetic": True}
 
 def split_numbers(source: str, # "lsp", "lspet" or "synthetic"
                   numbers, # image numbers found on disk

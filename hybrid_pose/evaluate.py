@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .body import LSP_FLIP, BodyModel, resolve_device
 from .camera import image_to_crop_pixels
+from .data import ANNOTATES_OCCLUDED
 from .losses import KPR_WEIGHT, Objective, kpr_to_pixels, mr_per_image
 from .model import THETA_DIM, decode
 from .poses import joint_limit_violation, nearest_pose_distance
@@ -47,7 +48,8 @@ def pck(pred: Tensor, # (B,K,2) predicted joints, crop units
         gt: Tensor, # (B,K,3) annotated joints (u, v, visibility), crop units
         threshold: float = 0.2, # α: a joint is correct within α·L of its annotation
         ref: str = "torso", # L: "torso" (GT L-shoulder–R-hip, the standard), "head" (GT neck–head top), "crop" (the crop side)
-        joints: str = "all", # "all": every joint of every image (the standard LSP protocol); "visible": visible ones only
+        joints: str = "all", # "all": every annotated joint of every image (the standard LSP protocol); "visible": visible ones only
+        annotated: Tensor|None = None, # (B,K) bool: joints with annotated coordinates (default all; LSPe: the visible ones)
         reduction: str = "mean", # "mean" (pooled over the batch), "none" (B,) per image, "joints" (B,K) hits
        ) -> Tensor: # scalar, (B,) or (B,K); NaN where no joint was counted
     "Fraction of correct keypoints; the defaults are the standard LSP protocol (all 14 joints, 0.2 × torso)."
@@ -58,14 +60,15 @@ def pck(pred: Tensor, # (B,K,2) predicted joints, crop units
         raise ValueError(f"pck: reduction must be 'mean', 'none' or 'joints'; got {reduction!r}")
     d = torch.linalg.vector_norm(pred - gt[..., :2], dim=-1)             # (B,K) crop units
     visible = gt[..., 2] > 0
-    counted = (visible if joints == "visible" else torch.ones_like(visible)) & torch.isfinite(gt[..., :2]).all(-1)
+    known = torch.ones_like(visible) if annotated is None else annotated.to(visible.device).bool() | visible
+    counted = (visible if joints == "visible" else known) & torch.isfinite(gt[..., :2]).all(-1)
     if PCK_REFS[ref] is None: L = d.new_full(d.shape[:1], 2.0)            # the crop side is 2 crop units
     else:
         a, b = PCK_REFS[ref]
         if max(a, b) >= gt.shape[1]:
             raise ValueError(f"pck: ref={ref!r} needs LSP joints {a} and {b}; got only {gt.shape[1]} joints (use ref='crop')")
         L = torch.linalg.vector_norm(gt[:, a, :2] - gt[:, b, :2], dim=-1)
-        ok = torch.isfinite(L) & (L > 0) & ((visible[:, a] & visible[:, b]) if joints == "visible" else True)
+        ok = torch.isfinite(L) & (L > 0) & ((visible[:, a] & visible[:, b]) if joints == "visible" else (known[:, a] & known[:, b]))
         counted = counted & ok[:, None]
     hits = torch.where(counted, (d <= threshold * L[:, None]).to(d.dtype), math.nan)
     if reduction == "joints": return hits
@@ -359,7 +362,9 @@ def score_batch(theta: Tensor, # (B,85) predicted Θ (one IEF stage)
     err = torch.where(on[..., None], kp - kp_gt[..., :2], 0)
     kpr = torch.where(n_vis > 0, per["kpr"], math.nan)
     l2 = torch.where(n_vis > 0, torch.linalg.vector_norm(err, dim=-1).sum(1) / n_vis.clamp_min(1) * (S / 2), math.nan)
-    hits = {name: pck(kp, kp_gt, a, ref, joints, reduction="joints") for name, a, ref, joints in pck_levels}
+    srcs = list(meta["source"]) if not isinstance(meta["source"], str) else [meta["source"]] * B
+    known = torch.tensor([ANNOTATES_OCCLUDED.get(s_, True) for s_ in srcs], device=dev)[:, None].expand(B, kp_gt.shape[1])
+    hits = {name: pck(kp, kp_gt, a, ref, joints, annotated=known, reduction="joints") for name, a, ref, joints in pck_levels}
     # mesh vs silhouette: S_b = both sums of the MR loss
     V, G = t.num_vertices, t.mask_pixels.to(t.to_mask.dtype)
     has_mask = t.mask_pixels > 0
@@ -506,7 +511,7 @@ METRIC_PROTOCOLS = {  # summary key -> how it is measured: what every table buil
     "mr_px": "S_b/(|G_b|+V) per image, pixel centres (ours)", "mr_paper_image": "S_b/(V+3) per image, pixel corners (authors')",
     "mr_to_mask_px": "mean vertex-to-silhouette distance, pixel centres", "mr_to_mesh_px": "mean silhouette-pixel-to-vertex L1 distance, pixel centres",
     "violations": "joint-limit violations per pose (poses.joint_limit_violation)",
-    "pck@0.2": "standard LSP PCK: all 14 joints of every image, 0.2 x GT torso (L shoulder-R hip)",
+    "pck@0.2": "standard LSP PCK: all 14 joints of every image (LSPe: its visible ones, it has no coordinates for the rest), 0.2 x GT torso",
     "pck_vis@0.2": "PCK, visible joints only, 0.2 x GT torso (not the standard protocol)",
     "pck_crop@0.05": "PCK, visible joints, 0.05 x crop side (ours)", "pck_crop@0.1": "PCK, visible joints, 0.1 x crop side (ours)",
     **{f"{k}": f"image frame (SPIN/UP): render pasted back into the photo, every photo pixel counted" for k in
@@ -713,7 +718,9 @@ def evaluate_command(a) -> int:
     net = ck.network().to(device).eval()
     body = ck.body_model(a.body_model, a.data_root, device)
     root, dataset = Path(a.data_root or ck.data_root), a.dataset or ck.val_dataset
-    ds = PoseDataset(root, dataset=dataset, split=a.split, augment=False, size=ck.image_size)
+    # every annotated image (silhouette numbers only where a mask exists); LSPe's held-out tail as the run had it
+    ds = PoseDataset(root, dataset=dataset, split=a.split, augment=False, size=ck.image_size, require_mask=False,
+                     lspet_val=int(ck.config.get("lspet_val", 0)))
     if len(ds) == 0:
         raise UsageError(f"no {dataset}/{a.split} samples under {root}; check --data-root, or make synthetic data "
                          f"with `hybrid-pose synth --out {root / 'synthetic'}` (see data_scripts/ for LSP/LSPe/UP)")
