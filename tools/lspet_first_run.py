@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     untrained = HybridPoseNet(cfg["backbone"], False, cfg["n_iter"]).eval()
     trained = ck.network().eval()
     pool = pose_pool("natural", 2000)
-    results = {f"trained: {ck.trained_on}": evaluate(trained, body, loader(), progress=False),
+    results = {str(ck.trained_on): evaluate(trained, body, loader(), progress=False),
                "untrained network (same architecture, seed)": evaluate(untrained, body, loader(), progress=False)}
     results |= {BASELINE_LABELS[k]: r for k, r in evaluate_baselines(body, loader(), None, pool).items()}
     cols = ["pck@0.2", "pck_crop@0.1", "KPR_paper", "KPR_paper_px", "kp_l2_px", "violations", "unseen_violations",
