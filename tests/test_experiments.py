@@ -61,6 +61,7 @@ def test_overfit_smoke(tmp_path):
     side = _sidecar(out / "overfit_synthetic.csv")
     assert side["config"]["epochs"] == 2 and side["config"]["n_images"] == 4 and side["profile"] == "quick"
     assert side["seeds"] == [0, 1] and side["config"]["seeds"] == "0,1"
+    assert side["lsp_joints"] == "smpl_joints+head_top"                        # which LSP-14 definition made the numbers
     assert side["train_configs"]["both+critic-norot"]["critic_rotations"] is False and side["git_sha"]
     assert any(d["path"].endswith("truth.npz") for d in side["data"])
     fig = out / "fig4_overfit_synthetic.png"
