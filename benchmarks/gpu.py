@@ -14,7 +14,7 @@ Sections (`SECTIONS`; add one with `@section(name, add_args)`: a function `(args
 
 Prints Markdown; with `--out DIR` also writes `DIR/gpu_<section>.md`.
 """
-import argparse, datetime, math, os, platform, sys
+import argparse, datetime, os, platform, sys
 from pathlib import Path
 
 import torch
@@ -47,24 +47,8 @@ def sync_for(dev):
 
 # ---------------------------------------------------------------- section: MR search
 
-def person_inputs(B, seed=0):
-    "Person masks (B,224,224) bool and the open model's misaligned projected vertices (B,13718,2) float32 crop pixels."
-    from hybrid_pose.body import load_body_model
-    from hybrid_pose.camera import crop_to_pixels, project
-    from hybrid_pose.fixtures import rasterize_silhouette
-    body = load_body_model("open")
-    g = torch.Generator().manual_seed(seed)
-    root = torch.tensor([math.pi, 0., 0.])
-    pose = 0.3 * torch.randn(B, 72, generator=g); pose[:, :3] = root
-    pose[:, 16 * 3 + 2], pose[:, 17 * 3 + 2] = -1.1, 1.1         # arms roughly down (shoulders about z)
-    betas = torch.randn(B, 10, generator=g)
-    cam = torch.tensor([[0.9, 0., 0.]]) + 0.03 * torch.randn(B, 3, generator=g)
-    with torch.no_grad():
-        masks = rasterize_silhouette(crop_to_pixels(project(body(pose, betas).vertices, cam)), body.faces)
-        pose2 = pose + 0.15 * torch.randn(B, 72, generator=g); pose2[:, :3] = root
-        cam2 = cam + 0.03 * torch.randn(B, 3, generator=g)
-        verts = crop_to_pixels(project(body(pose2, torch.zeros(B, 10)).vertices, cam2))
-    return masks, verts
+# the person masks and misaligned vertices of the MR benchmark (`benchmarks/losses.py`): one definition for both
+from losses import make_inputs as person_inputs  # noqa: E402
 
 
 def vertex_subset(verts, V, seed=0):
