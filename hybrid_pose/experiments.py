@@ -16,7 +16,7 @@ from .data import PoseDataset, DataError, GET_COMMANDS, denormalize_image, colla
 from .render import render_mesh, overlay
 from .model import decode
 from .camera import fit_weak_perspective
-from .evaluate import evaluate
+from .evaluate import evaluate, load_truth
 from .stats import mean_ci, compare
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'SEED_COLUMNS', 'BASELINE_LABELS',
            'setting_label', 'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting', 'predict_crops',
            'mesh_overlays', 'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose', 'MeanPose',
-           'Nearest2D', 'build_baseline', 'parse_seeds', 'per_image', 'pose_pool', 'evaluate_baselines', 'seed_rows',
-           'claims', 'PredictionsModel']
+           'Nearest2D', 'build_baseline', 'parse_seeds', 'per_image', 'pose_pool', 'training_poses',
+           'evaluate_baselines', 'seed_rows', 'claims', 'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
 # The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig.
@@ -265,6 +265,15 @@ def pose_pool(source: str, # the critic's pose source ("sampler", a pose folder,
              ) -> Tensor: # (n,72)
     "A set of poses from the critic's source, e.g. for the retrieval baseline."
     return real_poses(source, n, step=0, seed=seed, rank=0, stream_state={})[0]
+
+def training_poses(records, # the `data.Record`s a run trained on (e.g. `train_set.records[:n]`)
+                   data_root, # the data folder (its synthetic/truth.npz has the poses)
+                  ) -> Tensor|None: # (P,72) their true poses; None where there is no 3D truth (real images)
+    "The true poses of the synthetic images a run trained on, for the `mean_pose` baseline."
+    f, nums = Path(data_root) / "synthetic" / "truth.npz", {r.number for r in records if r.source == "synthetic"}
+    if not nums or not f.is_file(): return None
+    t = load_truth(f)
+    return torch.as_tensor(t["pose"][[i for i, n in enumerate(t["number"]) if int(n) in nums]])
 
 def evaluate_baselines(body, loader, # the body layer; the evaluation loader (the same one the runs are scored on)
                        train_poses: Tensor|None = None, # (P,72) for `mean_pose` (None: skipped)
