@@ -13,13 +13,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from smplx.lbs import batch_rodrigues
 from .body import BodyModel, BodyOutput, LSP_JOINT_NAMES, SMPL_JOINT_NAMES, SMPL_TO_LSP, rigid_transforms
+from .poses import UNSEEN_JOINTS
+from .natural_poses import NaturalPoseSampler, make_pose_sampler, stream_generator
 
 # %% auto #0
-__all__ = ['KCS_PARENTS', 'KCS_BONES', 'PRIORS', 'kcs_incidence', 'device_index', 'bone_vectors', 'kcs_matrix', 'CriticInput',
-           'CriticInputLayer', 'canonical_joints', 'Critic', 'wasserstein_estimate', 'critic_loss',
+__all__ = ['KCS_PARENTS', 'KCS_BONES', 'UNSEEN_IDS', 'PRIORS', 'kcs_incidence', 'device_index', 'bone_vectors', 'kcs_matrix',
+           'CriticInput', 'CriticInputLayer', 'canonical_joints', 'Critic', 'wasserstein_estimate', 'critic_loss',
            'generator_adversarial_loss', 'gradient_penalty', 'HMRDiscriminator', 'lsgan_discriminator_loss',
            'lsgan_generator_loss', 'masked_step', 'nonfinite', 'PriorRecipe', 'Prior', 'register_prior',
-           'prior_options', 'build_prior', 'separation_accuracy', 'WGANCritic', 'HMRPrior']
+           'prior_options', 'build_prior', 'separation_accuracy', 'WGANCritic', 'HMRPrior', 'pretrain_prior',
+           'FixedCritic']
 
 # %% ../nbs/05_critic.ipynb #8aa66d7f
 KCS_PARENTS = (1, 2, 8, 9, 3, 4, 7, 8, 12, 12, 9, 10, 13)  # bone b = LSP joint b − LSP joint KCS_PARENTS[b]
@@ -247,6 +250,8 @@ def nonfinite(tensors: Iterable[Tensor|None]) -> Tensor: # () bool: some entry i
     if not ts: return torch.zeros((), dtype=torch.bool)
     return ~torch.isfinite(torch.nn.utils.get_total_norm(ts, norm_type=2.0))
 
+UNSEEN_IDS = tuple(SMPL_JOINT_NAMES.index(n) for n in UNSEEN_JOINTS)   # SMPL joints whose rotation moves no LSP keypoint
+
 @dataclass(frozen=True)
 class PriorRecipe:
     "How the generator uses a prior: its original training recipe (each prior declares its own)."
@@ -254,6 +259,26 @@ class PriorRecipe:
     adv_stages: str          # the IEF stages whose poses the adversarial term sees: "last" or "all"
     weight_decay: float      # L2 weight decay of the prior's optimiser (on weights, not biases)
     source: str = ""         # where the recipe comes from
+    pretrain_steps: int = 0  # prior updates before training (natural poses against `pretrain_fakes`; `pretrain_prior`)
+    pretrain_batch: int = 200  # poses per side in each pretraining update
+    pretrain_fakes: str = "uniform"  # a `natural_poses.POSE_SAMPLERS` name: the poses the prior first learns to reject
+    update_every: int = 1    # prior updates during training every k generator steps; 0: fixed after pretraining
+    moves_betas: bool = True # False: the adversarial gradient does not reach β (the shape head's input is detached)
+    moves_unseen: bool = True  # False: it does not reach the rotations of the `UNSEEN_JOINTS` (no LSP keypoint sees them)
+
+    def generator_input(self, layer: CriticInputLayer, # the LSP-only joints layer (`CriticInputLayer(body)`)
+                        pose: Tensor, # (B,72) axis-angle of the generator's poses
+                        betas: Tensor, # (B,10)
+                        out: BodyOutput|None = None, # the body model's output for them, if already computed (reused)
+                       ) -> CriticInput:
+        "The generator's poses as the prior reads them, with this recipe's stop-gradients."
+        if self.moves_betas and out is not None: ci = CriticInput.from_body(out, betas)
+        else: ci = layer(pose, betas if self.moves_betas else betas.detach())   # joints and β, with no path to β
+        if not self.moves_unseen:
+            keep = torch.ones(23, 1, 1, dtype=ci.rotmats.dtype, device=ci.rotmats.device)
+            keep[[i - 1 for i in UNSEEN_IDS]] = 0
+            ci = CriticInput(ci.joints, ci.betas, ci.rotmats * keep + ci.rotmats.detach() * (1 - keep))
+        return ci
 
 class Prior(nn.Module):
     "A pose prior as the trainer sees it: an adversarial term, its own update and optimiser, a realness score."
@@ -409,3 +434,29 @@ class HMRPrior(Prior):
         s_r, s_f = self(real), self(fake)
         loss = lsgan_discriminator_loss(s_r, s_f)
         return loss, {"loss": loss.detach(), "d_real": s_r.mean().detach(), "d_fake": s_f.mean().detach()}
+
+# %% ../nbs/05_critic.ipynb #fc000002
+def pretrain_prior(prior: Prior, # updated in place
+                   layer: CriticInputLayer, # the LSP-only joints layer, on the prior's device
+                   steps: int, # prior updates
+                   batch: int, # poses per side in each update
+                   seed: int = 0, # the real-pose stream and the fakes' draws
+                   fakes: str = "uniform", # a `natural_poses.POSE_SAMPLERS` name (root "zero"): what the prior learns to reject
+                  ) -> Prior:
+    "Train a prior alone: natural poses (the library's critic stream) against a reference sampler's poses."
+    dev = next(layer.buffers()).device
+    real, g = NaturalPoseSampler(root="zero").batches(batch, seed), stream_generator(seed, 1)
+    fake_sampler = make_pose_sampler(fakes, root="zero")
+    for _ in range(steps):
+        r, (fp, fb) = next(real), fake_sampler.sample(batch, g)
+        with torch.no_grad(): rc, fc = layer(r.pose.to(dev), r.betas.to(dev)), layer(fp.to(dev), fb.to(dev))
+        prior.update(rc, fc, g if dev.type == "cpu" else None)
+    return prior
+
+@register_prior("fixedcritic")
+class FixedCritic(WGANCritic):
+    "The KCS critic as a fixed prior: pretrained on natural against uniform poses, then fixed; no gradient to β or the unseen joints."
+    recipe = PriorRecipe(adv_weight=1.0, adv_stages="last", weight_decay=0.0, pretrain_steps=300, update_every=0,
+                         moves_betas=False, moves_unseen=False,
+                         source="this repository's direct fits (nbs/05a_prior_fit): the changes that made the critic a prior")
+

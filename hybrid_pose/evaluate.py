@@ -17,17 +17,17 @@ from tqdm.auto import tqdm
 from .body import LSP_FLIP, BodyModel, resolve_device
 from .camera import image_to_crop_pixels
 from .data import ANNOTATES_OCCLUDED
-from .losses import KPR_WEIGHT, Objective, kpr_to_pixels, mr_per_image
+from .losses import KPR_WEIGHT, LSP_PELVIS, Objective, kpr_to_pixels, mr_per_image, root_center
 from .model import THETA_DIM, decode
 from .poses import joint_limit_violation, nearest_pose_distance
 from .natural_poses import natural_reference
 from .render import PART_NAMES, body_part_labels, part_segmentation, rasterize, to_screen
 
 # %% auto #0
-__all__ = ['PCK_REFS', 'PCK_JOINTS', 'LSP_PELVIS', 'TRUTH_HELP', 'PCK_LEVELS', 'PAPER_PIXEL_CENTERS', 'METRIC_PROTOCOLS', 'pck',
-           'root_center', 'mpjpe', 'Similarity', 'similarity_transform', 'procrustes_align', 'pa_mpjpe',
-           'confusion_matrix', 'silhouette_confusion', 'part_confusion', 'f1_scores', 'pixel_accuracy', 'crop_on_photo',
-           'paste_to_image', 'load_truth', 'truth_rows', 'flip_joints3d', 'theta_from_truth', 'TruthModel',
+__all__ = ['PCK_REFS', 'PCK_JOINTS', 'TRUTH_HELP', 'PCK_LEVELS', 'PAPER_PIXEL_CENTERS', 'METRIC_PROTOCOLS', 'pck', 'mpjpe',
+           'Similarity', 'similarity_transform', 'procrustes_align', 'pa_mpjpe', 'confusion_matrix',
+           'silhouette_confusion', 'part_confusion', 'f1_scores', 'pixel_accuracy', 'crop_on_photo', 'paste_to_image',
+           'load_truth', 'truth_rows', 'flip_joints3d', 'batch_joints3d', 'theta_from_truth', 'TruthModel',
            'BatchScores', 'score_batch', 'paper_numbers', 'summarize', 'EvalResult', 'evaluate', 'confusion_image',
            'evaluate_command']
 
@@ -75,21 +75,11 @@ def pck(pred: Tensor, # (B,K,2) predicted joints, crop units
     return hits.nanmean(1) if reduction == "none" else hits.nanmean()
 
 # %% ../nbs/10_evaluate.ipynb #63a134ce
-LSP_PELVIS = (2, 3)  # the LSP joints (right hip, left hip) whose midpoint is the pelvis
-
 def _check_joints3d(pred, gt, fn: str):
     if not isinstance(pred, Tensor) or not isinstance(gt, Tensor):
         raise TypeError(f"{fn}: `pred` and `gt` must be torch.Tensors; got {type(pred).__name__} and {type(gt).__name__}")
     if pred.ndim != 3 or pred.shape[-1] != 3 or pred.shape != gt.shape or pred.shape[1] < 1:
         raise ValueError(f"{fn}: expected `pred` and `gt` of the same shape (B,J,3); got {tuple(pred.shape)} and {tuple(gt.shape)}")
-
-def root_center(joints: Tensor, # (B,J,3)
-                root=LSP_PELVIS, # joint index or indices whose mean is the root; None: no centring
-               ) -> Tensor: # (B,J,3) with the root at the origin
-    "Subtract the root (the mean of the `root` joints) from every joint."
-    if root is None: return joints
-    idx = [root] if isinstance(root, int) else list(root)
-    return joints - joints[:, idx].mean(1, keepdim=True)
 
 def mpjpe(pred: Tensor, # (B,J,3) predicted joints
           gt: Tensor, # (B,J,3) true joints, same units
@@ -287,6 +277,23 @@ def flip_joints3d(joints: Tensor, # (...,14,3) LSP joints, camera-aligned frame
     "The 3D joints of the horizontally flipped image."
     return joints[..., LSP_FLIP, :] * joints.new_tensor([-1.0, 1.0, 1.0])
 
+def batch_joints3d(truth: dict|None, # source -> `load_truth` dict
+                   meta: dict, # a batch's `meta`: source (B,) (or one str), number (B,), flipped (B,)
+                  ) -> Tensor: # (B,14,3) float64 true LSP joints in each crop's frame (mirrored for flipped crops); NaN without truth
+    "The 3D truth of a batch's images, by source and number (what the 3D metrics and the 3D joint loss compare with)."
+    numbers = torch.as_tensor(meta["number"]).reshape(-1).cpu()
+    B = len(numbers)
+    sources = list(meta["source"]) if not isinstance(meta["source"], str) else [meta["source"]] * B
+    flipped = torch.as_tensor(meta.get("flipped", False)).reshape(-1).cpu().bool().expand(B)
+    gt3d = torch.full((B, 14, 3), math.nan, dtype=torch.float64)
+    for src, tr in (truth or {}).items():
+        sel = np.array([i for i, s_ in enumerate(sources) if s_ == src], dtype=np.int64)
+        if not len(sel): continue
+        rows = truth_rows(tr, numbers[sel].numpy())
+        ok = rows >= 0
+        gt3d[sel[ok]] = torch.as_tensor(np.asarray(tr["joints3d"])[rows[ok]], dtype=torch.float64)
+    return torch.where(flipped[:, None, None], flip_joints3d(gt3d), gt3d)
+
 def theta_from_truth(truth: dict, # from `load_truth` (needs pose, betas, cam, center, box_size)
                      meta: dict, # a batch's `meta`: number (B,), center (B,2), box_size (B,), flipped (B,)
                     ) -> Tensor: # (B,85) Θ that decodes to the truth in each sample's crop
@@ -411,17 +418,9 @@ def score_batch(theta: Tensor, # (B,85) predicted Θ (one IEF stage)
         seg[f"fgbg_acc{frame}"] = torch.where(hm, pixel_accuracy(sil), math.nan)
         seg[f"fgbg_f1{frame}"] = torch.where(hm, f1_scores(sil).nanmean(-1), math.nan)
         seg[f"parts_acc{frame}"] = torch.where(hp, pixel_accuracy(pc), math.nan)
-    # 3D truth by image number (mirrored for flipped crops)
     numbers = torch.as_tensor(meta["number"]).reshape(-1).cpu()
     sources = list(meta["source"]) if not isinstance(meta["source"], str) else [meta["source"]] * B
-    gt3d = torch.full((B, 14, 3), math.nan, dtype=torch.float64)
-    for src, tr in (truth or {}).items():
-        sel = np.array([i for i, s_ in enumerate(sources) if s_ == src], dtype=np.int64)
-        if not len(sel): continue
-        rows = truth_rows(tr, numbers[sel].numpy())
-        ok = rows >= 0
-        gt3d[sel[ok]] = torch.as_tensor(np.asarray(tr["joints3d"])[rows[ok]], dtype=torch.float64)
-    gt3d = torch.where(flipped[:, None, None], flip_joints3d(gt3d), gt3d)
+    gt3d = batch_joints3d(truth, meta)                       # NaN where an image has no 3D truth
     has3d = torch.isfinite(gt3d).all(-1).all(-1)
     e3d, pa3d = torch.full((B,), math.nan, dtype=torch.float64), torch.full((B,), math.nan, dtype=torch.float64)
     if has3d.any():

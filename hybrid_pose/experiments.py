@@ -22,23 +22,23 @@ from .stats import mean_ci, compare
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'SEED_COLUMNS', 'BASELINE_LABELS',
-           'setting_label', 'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting', 'predict_crops',
-           'mesh_overlays', 'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose', 'MeanPose',
-           'Nearest2D', 'build_baseline', 'parse_seeds', 'per_image', 'pose_pool', 'training_poses',
+__all__ = ['log', 'SETTING_LABELS', 'PRIOR_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'SEED_COLUMNS',
+           'BASELINE_LABELS', 'setting_label', 'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting',
+           'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose',
+           'MeanPose', 'Nearest2D', 'build_baseline', 'parse_seeds', 'per_image', 'pose_pool', 'training_poses',
            'evaluate_baselines', 'seed_rows', 'claims', 'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
 # The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig.
-SETTING_LABELS = {"kpr": "KPR only", "mr": "MR only", "both": "combined"}
+SETTING_LABELS = {"kpr": "KPR only", "mr": "MR only", "both": "combined",               # `losses` -> words
+                  "kpr3d": "positive control: KPR + 3D truth"}
+PRIOR_LABELS = {"none": "", "critic": " + critic", "hmr": " + HMR discr.", "fixedcritic": " + fixed critic"}  # `prior` -> words
 
 def setting_label(setting: str) -> str:
     "The paper's words for a setting: 'combined + critic', 'KPR only', 'combined + critic w/o rotation'."
     f = parse_setting(setting)
-    s = SETTING_LABELS[f["losses"]]
-    if f["prior"] == "critic": s += " + critic" + ("" if f["critic_rotations"] else " w/o rotation")
-    elif f["prior"] == "hmr": s += " + HMR discr."
-    return s
+    rot = "" if f["critic_rotations"] else " w/o rotation"
+    return SETTING_LABELS[f["losses"]] + PRIOR_LABELS.get(f["prior"], " + " + f["prior"]) + rot
 
 # %% ../nbs/13_experiments.ipynb #67de4877
 def ensure_data(data_root, # the data folder

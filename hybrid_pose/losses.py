@@ -13,9 +13,10 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['KPR_WEIGHT', 'KPR_REDUCTIONS', 'MR_REDUCTIONS', 'OBJECTIVES', 'TERMS', 'keypoint_reprojection_loss', 'kpr_to_pixels',
-           'mask_boundary', 'nearest_mask_pixel', 'nearest_vertex', 'MRTerms', 'mesh_reprojection_terms',
-           'mr_per_image', 'mesh_reprojection_loss', 'mesh_reprojection_bruteforce', 'Objective']
+__all__ = ['KPR_WEIGHT', 'KPR_REDUCTIONS', 'MR_REDUCTIONS', 'LSP_PELVIS', 'J3D_WEIGHT', 'OBJECTIVES', 'TERM_INPUTS', 'TERMS',
+           'keypoint_reprojection_loss', 'kpr_to_pixels', 'mask_boundary', 'nearest_mask_pixel', 'nearest_vertex',
+           'MRTerms', 'mesh_reprojection_terms', 'mr_per_image', 'mesh_reprojection_loss',
+           'mesh_reprojection_bruteforce', 'root_center', 'joints3d_loss', 'Objective']
 
 # %% ../nbs/03_losses.ipynb #d055fba5
 KPR_WEIGHT = 60.0                 # the authors' `kpr_loss_weight`: part of every KPR value in the paper's tables
@@ -397,9 +398,48 @@ def mesh_reprojection_bruteforce(
         out.append(to_mask.sum() + to_vertices.sum())
     return torch.stack(out)
 
+# %% ../nbs/03_losses.ipynb #c3d00002
+LSP_PELVIS = (2, 3)  # the LSP joints (right hip, left hip) whose midpoint is the pelvis
+J3D_WEIGHT = 60.0    # w_3d: metres weighted like KPR's crop units (see above)
+
+def root_center(joints: Tensor, # (B,J,3)
+                root=LSP_PELVIS, # joint index or indices whose mean is the root; None: no centring
+               ) -> Tensor: # (B,J,3) with the root at the origin
+    "Subtract the root (the mean of the `root` joints) from every joint."
+    if root is None: return joints
+    idx = [root] if isinstance(root, int) else list(root)
+    return joints - joints[:, idx].mean(1, keepdim=True)
+
+def joints3d_loss(
+    pred: Tensor,               # (B,14,3) predicted LSP joints, metres (`decode(...).body.lsp_joints`)
+    gt: Tensor,                 # (B,14,3) true LSP joints, metres, same frame; a row with any NaN: no truth for that image
+    weight: float = J3D_WEIGHT, # w_3d
+    reduction: str = "mean",    # "mean": over the images with truth; "none": per image, (B,) (0 without truth)
+) -> Tensor:                    # scalar or (B,): weight × mean per-joint distance after pelvis centring
+    "The positive control's 3D loss: `weight` × MPJPE (metres, pelvis-centred) over the images that have 3D truth."
+    if not isinstance(pred, Tensor) or not isinstance(gt, Tensor):
+        raise TypeError(f"joints3d_loss: `pred` and `gt` must be torch.Tensors; got {type(pred).__name__} and {type(gt).__name__}")
+    if pred.ndim != 3 or pred.shape[-1] != 3 or gt.shape != pred.shape:
+        raise ValueError(f"joints3d_loss: expected `pred` and `gt` of the same shape (B,J,3); got {tuple(pred.shape)} and {tuple(gt.shape)}")
+    if reduction not in KPR_REDUCTIONS:
+        raise ValueError(f"joints3d_loss: reduction must be one of {KPR_REDUCTIONS}; got {reduction!r}")
+    has = torch.isfinite(gt).all(-1).all(-1)                                  # (B,) images with truth
+    g = torch.where(has[:, None, None], gt.to(pred.dtype), 0)               # NaN rows never reach value or gradient
+    d = torch.linalg.vector_norm(root_center(pred) - root_center(g), dim=-1).mean(1)
+    per = torch.where(has, d, 0)
+    if reduction == "none": return weight * per
+    return weight * per.sum() / has.sum().clamp(min=1)
+
+
 # %% ../nbs/03_losses.ipynb #b2a3367c
-OBJECTIVES = {"kpr": ("kpr",), "mr": ("mr",), "both": ("kpr", "mr")}  # `losses` setting -> the terms it trains on
-TERMS = ("kpr", "mr")                                                  # every reprojection term, in logging order
+OBJECTIVES = {"kpr": ("kpr",), "mr": ("mr",), "both": ("kpr", "mr"),   # `losses` setting -> the terms it trains on
+              "kpr3d": ("kpr", "j3d")}                                    # the positive control: KPR + 3D joints from the truth
+TERM_INPUTS = {"kpr": ("keypoints", "gt_keypoints"),                     # term -> the `terms` arguments it reads
+               "mr": ("vertices_px", "masks"),
+               "j3d": ("joints3d", "gt_joints3d")}
+TERMS = tuple(TERM_INPUTS)                                                # every term, in logging order
+_SHAPES = dict(keypoints="(B,14,2)", gt_keypoints="(B,14,3)", vertices_px="(B,V,2)", masks="(B,H,W)", joints3d="(B,14,3)",
+               gt_joints3d="(B,14,3)")
 
 def _check_weight(name: str, w, default: float):
     if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
@@ -407,20 +447,22 @@ def _check_weight(name: str, w, default: float):
 
 @dataclass(frozen=True)
 class Objective:
-    "The reprojection part of the generator's loss: which terms, their weights, and the MR options."
-    losses: str = "both"            # a key of `OBJECTIVES`: "kpr", "mr" or "both"
+    "The supervised part of the generator's loss: which terms, their weights, and the MR options."
+    losses: str = "both"            # a key of `OBJECTIVES`: "kpr", "mr", "both" or "kpr3d" (the positive control)
     kpr_weight: float = KPR_WEIGHT  # w_kpr, the authors' 60
     mr_weight: float = 1.0          # w_mr (the tables' effective weight is 1; the authors' config: 0.001 with "paper")
     mr_reduction: str = "mean"      # a `MR_REDUCTIONS` entry: "mean" (px per point, per image), "paper" or "sum"
     mr_squared: bool = False        # squared distances both ways (Eq. (1)) instead of the code's L2 + L1
     mr_pixel_centers: bool = True   # see `mesh_reprojection_terms`
     mr_backend: str = "auto"        # a `MR_BACKENDS` entry, see `mesh_reprojection_terms`
+    j3d_weight: float = J3D_WEIGHT  # w_3d of the 3D joint loss (only in "kpr3d")
 
     def __post_init__(self):
         for name, allowed in (("losses", tuple(OBJECTIVES)), ("mr_reduction", MR_REDUCTIONS), ("mr_backend", MR_BACKENDS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"Objective.{name} must be one of {allowed}; got {getattr(self, name)!r}")
         _check_weight("kpr_weight", self.kpr_weight, KPR_WEIGHT); _check_weight("mr_weight", self.mr_weight, 1.0)
+        _check_weight("j3d_weight", self.j3d_weight, J3D_WEIGHT)
         for name in ("mr_squared", "mr_pixel_centers"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"Objective.{name} must be True or False; got {getattr(self, name)!r}")
@@ -430,7 +472,7 @@ class Objective:
         return OBJECTIVES[self.losses]
 
     def in_objective(self, name: str) -> bool:
-        "Whether the term `name` (\"kpr\" or \"mr\") is part of the loss."
+        "Whether the term `name` (a key of `TERM_INPUTS`) is part of the loss."
         return name in self.names
 
     def mr_sums(self, vertices_px: Tensor, # (B,V,2) crop pixels
@@ -439,17 +481,20 @@ class Objective:
         "The MR sums (`mesh_reprojection_terms`) as this objective measures them."
         return mesh_reprojection_terms(vertices_px, masks, self.mr_squared, self.mr_pixel_centers, self.mr_backend)
 
-    def _term(self, name, keypoints, vertices_px, gt_keypoints, masks, reduction, mr_sums):
-        if name == "kpr":
-            if keypoints is None or gt_keypoints is None:
-                raise ValueError("Objective.terms: the 'kpr' term needs `keypoints` (B,14,2) and `gt_keypoints` (B,14,3); got None")
-            return keypoint_reprojection_loss(keypoints, gt_keypoints, self.kpr_weight, reduction)
-        if mr_sums is None:
-            if vertices_px is None or masks is None:
-                raise ValueError("Objective.terms: the 'mr' term needs `vertices_px` (B,V,2) and `masks` (B,H,W); got None")
-            mr_sums = self.mr_sums(vertices_px, masks)
+    def _kpr(self, x: dict, reduction: str, mr_sums) -> Tensor:
+        return keypoint_reprojection_loss(x["keypoints"], x["gt_keypoints"], self.kpr_weight, reduction)
+
+    def _mr(self, x: dict, reduction: str, mr_sums) -> Tensor:
+        if mr_sums is None: mr_sums = self.mr_sums(x["vertices_px"], x["masks"])
         if reduction == "none": return self.mr_weight * mr_per_image(mr_sums, self.mr_reduction)
         return _reduce_mr(mr_sums, self.mr_reduction, self.mr_weight)
+
+    def _j3d(self, x: dict, reduction: str, mr_sums) -> Tensor:
+        return joints3d_loss(x["joints3d"], x["gt_joints3d"], self.j3d_weight, reduction)
+
+    def _missing(self, name: str, x: dict, mr_sums) -> list: # the inputs term `name` lacks
+        if name == "mr" and mr_sums is not None: return []
+        return [k for k in TERM_INPUTS[name] if x[k] is None]
 
     def terms(self,
               keypoints: Tensor|None, # (B,14,2) projected joints, crop units (None: only if KPR is not needed)
@@ -459,30 +504,43 @@ class Objective:
               reduction: str = "mean", # "mean": the batch's loss terms (scalars); "none": per image, (B,)
               log_all: bool = False, # also the terms not in the objective, computed without gradient (for the logs)
               mr_sums: MRTerms|None = None, # `mr_sums(vertices_px, masks)` if already computed (evaluation reports them too)
-             ) -> dict: # name -> weighted term ("kpr", "mr"): those of the objective, with log_all every one
-        "The weighted reprojection terms: the objective's with gradient, the others (with `log_all`) without."
+              joints3d: Tensor|None = None, # (B,14,3) predicted LSP joints, metres (None: only if "j3d" is not needed)
+              gt_joints3d: Tensor|None = None, # (B,14,3) true LSP joints, metres, NaN rows for images without truth
+             ) -> dict: # name -> weighted term: those of the objective; with log_all also the others whose inputs are given
+        "The weighted terms: the objective's with gradient, the others (with `log_all`, where their inputs are given) without."
         if reduction not in KPR_REDUCTIONS:
             raise ValueError(f"Objective.terms: reduction must be one of {KPR_REDUCTIONS}; got {reduction!r}")
+        x = dict(keypoints=keypoints, gt_keypoints=gt_keypoints, vertices_px=vertices_px, masks=masks, joints3d=joints3d,
+                 gt_joints3d=gt_joints3d)
         out = {}
         for name in TERMS:
-            args = (name, keypoints, vertices_px, gt_keypoints, masks, reduction, mr_sums)
-            if self.in_objective(name): out[name] = self._term(*args)
-            elif log_all:
-                with torch.no_grad(): out[name] = self._term(*args)
+            missing = self._missing(name, x, mr_sums)
+            fn = getattr(self, f"_{name}")
+            if self.in_objective(name):
+                if missing:
+                    raise ValueError(f"Objective.terms: the {name!r} term needs " + " and ".join(f"`{k}` {_SHAPES[k]}" for k in TERM_INPUTS[name])
+                                     + f"; got None for {missing}")
+                out[name] = fn(x, reduction, mr_sums)
+            elif log_all and not missing:
+                with torch.no_grad(): out[name] = fn(x, reduction, mr_sums)
         return out
 
     def terms_for(self,
-                  decoded, # anything with `.keypoints` (B,14,2) and `.vertices_px` (B,V,2), e.g. `model.Decoded`
-                  batch: dict, # with "keypoints" (B,14,3) and "mask" (B,H,W), as `data.PoseDataset` yields
+                  decoded, # anything with `.keypoints` (B,14,2), `.vertices_px` (B,V,2) [and `.body.lsp_joints`], e.g. `model.Decoded`
+                  batch: dict, # "keypoints" (B,14,3), "mask" (B,H,W) as `data.PoseDataset` yields, ["joints3d" (B,14,3) for "j3d"]
                   reduction: str = "mean", # see `terms`
                   log_all: bool = False, # see `terms`
                  ) -> dict: # see `terms`
         "`terms` for a decoded prediction and its batch (the batch's tensors are moved to the prediction's device)."
-        missing = [k for k in ("keypoints", "mask") if k not in batch]
-        if missing: raise ValueError(f"Objective.terms_for: the batch lacks {missing}; expected keypoints (B,14,3) and mask (B,H,W)")
+        need = {"kpr": "keypoints", "mr": "mask", "j3d": "joints3d"}
+        missing = [need[n] for n in self.names if need[n] not in batch]
+        if missing: raise ValueError(f"Objective.terms_for: the batch lacks {missing}; losses={self.losses!r} needs "
+                                     + ", ".join(f"{need[n]}" for n in self.names))
         dev = decoded.keypoints.device
-        return self.terms(decoded.keypoints, decoded.vertices_px, batch["keypoints"].to(dev), batch["mask"].to(dev),
-                          reduction, log_all)
+        get = lambda k: batch[k].to(dev) if k in batch else None
+        body = getattr(decoded, "body", None)
+        return self.terms(decoded.keypoints, decoded.vertices_px, get("keypoints"), get("mask"), reduction, log_all,
+                          joints3d=getattr(body, "lsp_joints", None), gt_joints3d=get("joints3d"))
 
     def total(self, terms: dict, # from `terms`: name -> weighted term
              ) -> Tensor: # the sum of the objective's terms (terms only logged are left out)

@@ -15,11 +15,11 @@ from .camera import project
 from .losses import keypoint_reprojection_loss
 from .poses import UNSEEN_JOINTS, _quat_from_rotvec, _quat_mul, _rotvec_from_quat
 from .natural_poses import NaturalPoseSampler, make_pose_sampler, stream_generator
-from .critic import CriticInput, CriticInputLayer, Prior, build_prior
+from .critic import CriticInput, CriticInputLayer, Prior, UNSEEN_IDS, build_prior, pretrain_prior
 
 # %% auto #0
-__all__ = ['PERSON_CROP', 'UNSEEN_IDS', 'FIT_VARIANTS', 'People', 'camera_root', 'make_people', 'FitConfig', 'FitResult',
-           'theta0', 'fit_terms', 'joint_angle_error', 'pretrain_prior', 'fit_to_keypoints']
+__all__ = ['PERSON_CROP', 'FIT_VARIANTS', 'People', 'camera_root', 'make_people', 'FitConfig', 'FitResult', 'theta0', 'fit_terms',
+           'joint_angle_error', 'fit_to_keypoints']
 
 # %% ../nbs/05a_prior_fit.ipynb #f70f6ebb
 PERSON_CROP = 150 / 112   # the person's larger extent in crop units (150 px of a 224-px crop, as the synthetic people)
@@ -62,8 +62,6 @@ def make_people(layer: CriticInputLayer, # the body's joints layer (`critic.Crit
     return People(pose, betas, j, cam, torch.cat([kp, torch.ones(n, 14, 1)], -1))
 
 # %% ../nbs/05a_prior_fit.ipynb #a4cca8a0
-UNSEEN_IDS = tuple(SMPL_JOINT_NAMES.index(n) for n in UNSEEN_JOINTS)   # SMPL joints whose rotation moves no LSP keypoint
-
 @dataclass
 class FitConfig:
     "How a direct fit to keypoints uses a prior (every fix is a field)."
@@ -119,17 +117,6 @@ def _free_mask(cfg: FitConfig) -> Tensor: # (72,) 1 where θ is fitted
     m = torch.ones(24, 3)
     if not cfg.fit_unseen: m[list(UNSEEN_IDS)] = 0
     return m.reshape(72)
-
-def pretrain_prior(prior: Prior, layer: CriticInputLayer, steps: int, batch: int, seed: int = 0,
-                   fakes: str = "uniform") -> Prior:
-    "Train a prior on real poses (the library's critic stream) against a reference sampler's poses."
-    real, g = NaturalPoseSampler(root="zero").batches(batch, seed), stream_generator(seed, 1)
-    fake_sampler = make_pose_sampler(fakes, root="zero")
-    for _ in range(steps):
-        r, f = next(real), fake_sampler.sample(batch, g)
-        with torch.no_grad(): rc, fc = layer(r.pose, r.betas), layer(*f)
-        prior.update(rc, fc, g)
-    return prior
 
 def fit_to_keypoints(layer: CriticInputLayer, # the body's joints layer
                      keypoints: Tensor, # (N,14,3) (u, v, visibility) crop units

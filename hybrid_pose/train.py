@@ -18,11 +18,12 @@ from .body import load_body_model, resolve_device
 from .model import HybridPoseNet, decode, split_theta
 from .viz import atomic_write, remove_stale_temps
 from .losses import OBJECTIVES, MR_REDUCTIONS, Objective
-from .critic import (PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, PriorRecipe, build_prior, masked_step,
+from .critic import (PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, PriorRecipe, build_prior, masked_step, pretrain_prior,
                                 prior_options)
 from .poses import JointLimitSampler, PoseStream
 from .natural_poses import POSE_SAMPLERS, CRITIC_STREAM, make_pose_sampler, stream_generator
 from .data import PoseDataset, EpochSampler, collate_skip_none, seed_worker, DataError, GET_COMMANDS
+from .evaluate import batch_joints3d, load_truth
 from . import checkpoint as ckpt
 from .cli import EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_NOTHING, UsageError, one_line, main as cli_main
 
@@ -36,11 +37,11 @@ __all__ = ['log', 'LOSSES', 'PRIORS', 'PROFILES', 'RESUME_FREE', 'STATUSES', 'LO
            'main']
 
 # %% ../nbs/09_train.ipynb #660487bf
-LOSSES = tuple(OBJECTIVES)                # "kpr", "mr", "both": KPR only, MR only, combined (`losses.OBJECTIVES`)
+LOSSES = tuple(OBJECTIVES)                # "kpr", "mr", "both": KPR only, MR only, combined; "kpr3d": the positive control (`losses.OBJECTIVES`)
 PRIORS = ("none", *PRIOR_CLASSES)         # no prior, and every registered prior ("critic", "hmr", ...)
 
 _RANGES = dict(batch_size=(1, None), img_size=(32, None), num_workers=(0, None), max_train_images=(0, None), n_iter=(1, None),
-               dropout=(0, 1), lspet_val=(0, 10000), kpr_weight=(0, None), mr_weight=(0, None), adv_weight=(-1, None), gp_weight=(0, None),
+               dropout=(0, 1), lspet_val=(0, 10000), kpr_weight=(0, None), mr_weight=(0, None), j3d_weight=(0, None), adv_weight=(-1, None), gp_weight=(0, None),
                critic_weight_decay=(-1, None),
                critic_steps=(1, None), gen_lr=(0, None), critic_lr=(0, None), epochs=(0, None), max_steps=(0, None),
                grad_clip=(0, None), ckpt_every=(0, None), val_every=(-1, None), val_batches=(0, None), log_every=(1, None),
@@ -69,12 +70,13 @@ class TrainConfig:
     freeze_bn: bool = False            # BatchNorm in inference mode (running statistics) while training
     mean_params: str = ""              # HMR's mean-parameter file for Θ₀ ("" = zero pose and shape)
     # losses and prior: the settings matrix
-    losses: str = "both"               # a key of `losses.OBJECTIVES`: "kpr", "mr" or "both"
-    prior: str = "critic"              # "none" or a registered prior: "critic" (KCS + WGAN-GP), "hmr" (HMR's, LSGAN)
+    losses: str = "both"               # a key of `losses.OBJECTIVES`: "kpr", "mr", "both"; "kpr3d" (KPR + 3D joints: synthetic only)
+    prior: str = "critic"              # "none" or a registered prior: "critic" (KCS + WGAN-GP), "hmr" (HMR's, LSGAN), "fixedcritic" (pretrained, fixed)
     kpr_weight: float = 60.0           # the authors' `kpr_loss_weight`
     mr_weight: float = 1.0             # see "The MR weight" above; the authors': 0.001 with mr_reduction="paper"
     mr_reduction: str = "mean"         # a `losses.MR_REDUCTIONS` entry: "mean" (per-image mean distance, px), "paper", "sum"
     mr_squared: bool = False           # the paper's Eq. (1) (squared distances) instead of the code's L2 + L1
+    j3d_weight: float = 60.0           # w_3d of the positive control's 3D joint loss (`losses.joints3d_loss`)
     adv_weight: float = -1.0           # weight of the adversarial term; -1: the prior's recipe (critic 0.01, HMR 1)
     adv_stages: str = "auto"           # IEF stages the adversarial term sees: "last", "all"; "auto": the prior's recipe
     critic_rotations: bool = True      # the critic's rotation head (False: the paper's "critic without rotation")
@@ -131,7 +133,7 @@ class TrainConfig:
     def objective(self) -> Objective:
         "The reprojection terms and their weights (`losses.Objective`): the one definition trainer and evaluation share."
         return Objective(losses=self.losses, kpr_weight=self.kpr_weight, mr_weight=self.mr_weight,
-                         mr_reduction=self.mr_reduction, mr_squared=self.mr_squared)
+                         mr_reduction=self.mr_reduction, mr_squared=self.mr_squared, j3d_weight=self.j3d_weight)
 
     @property
     def prior_recipe(self) -> PriorRecipe|None:
@@ -349,6 +351,10 @@ class Trainer:
         if self.prior is not None:
             self.prior = self.prior.to(self.device)
             self.critic_layer = CriticInputLayer(self.body).to(self.device)
+            r, fresh = self.recipe, not (cfg.resume and (self.out / "checkpoint.pt").is_file())
+            if r.pretrain_steps and fresh:                           # the recipe's pretraining (a resumed run loads it instead)
+                pretrain_prior(self.prior, self.critic_layer, r.pretrain_steps, r.pretrain_batch, cfg.seed, r.pretrain_fakes)
+        self.truth = self._truth() if self.objective.in_objective("j3d") else None
         if self.rank: torch.manual_seed(rank_seed(cfg.seed, self.rank))  # weights are equal; from here on draws differ per rank
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)   # bf16 needs no loss scaling
         self._nan = torch.zeros(3, dtype=torch.long, device=self.device)  # on the device: skipped, in a row, longest run since the last check
@@ -368,6 +374,14 @@ class Trainer:
         self._early = None                                              # this step's earlier-iteration fakes (`generator_terms`)
         if self.rank == 0: remove_stale_temps(self.out)              # left by a writer that was killed
         if cfg.resume and (self.out / "checkpoint.pt").is_file(): self.load(self.out / "checkpoint.pt")
+
+    def _truth(self) -> dict:
+        "The 3D truth the positive control trains on (`evaluate.load_truth`): the synthetic set's, or a one-line error."
+        cfg = self.cfg
+        if "synthetic" not in cfg.dataset.split("+"):
+            raise ValueError(f"TrainConfig.losses={cfg.losses!r} trains on 3D truth, which only the synthetic set has; "
+                             f"got dataset={cfg.dataset!r}. Use dataset='synthetic' or another `losses`")
+        return {"synthetic": load_truth(Path(cfg.data_root) / "synthetic" / "truth.npz")}
 
     def _dataset(self, sources: str, split: str, augment: bool) -> PoseDataset:
         "A split of `sources`: every annotated image when the objective has no MR term, else only those with a silhouette."
@@ -406,7 +420,8 @@ def _generator_terms(self: Trainer, batch: dict, log_all: bool = True) -> tuple:
     thetas = [t.float() for t in thetas]                     # float32 already (the regressor accumulates Θ in float32)
     d = decode(thetas[-1], self.body, cfg.img_size)
     gt, masks = self._to_device(batch["keypoints"]), self._to_device(batch["mask"])
-    terms = self.objective.terms(d.keypoints, d.vertices_px, gt, masks, log_all=log_all)
+    gt3d = None if self.truth is None else self._to_device(batch_joints3d(self.truth, batch["meta"]).float())
+    terms = self.objective.terms(d.keypoints, d.vertices_px, gt, masks, log_all=log_all, joints3d=d.body.lsp_joints, gt_joints3d=gt3d)
     if self.world > 1 and "kpr" in terms:   # pool over the global batch, as one process would: rescale by the visible counts
         n_local = (gt[..., 2] != 0).sum().float()
         n_all = n_local.clone(); dist.all_reduce(n_all)
@@ -414,9 +429,9 @@ def _generator_terms(self: Trainer, batch: dict, log_all: bool = True) -> tuple:
     loss = self.objective.total(terms)
     self._early = None
     if self.prior is not None:
-        fake = CriticInput.from_body(d.body, d.betas)
+        fake = self.recipe.generator_input(self.critic_layer, d.pose, d.betas, d.body)   # with the recipe's stop-gradients
         if self.recipe.adv_stages == "all":                  # HMR: the poses of every iteration, through the LSP-only layer
-            early = [self.critic_layer(*split_theta(t)[1:]) for t in thetas[:-1]]
+            early = [self.recipe.generator_input(self.critic_layer, *split_theta(t)[1:]) for t in thetas[:-1]]
             self._early = [e.detach() for e in early]        # reused as the prior's fakes
             fake = CriticInput.cat(early + [fake])
         adv = self.prior.generator_loss(fake)
@@ -469,7 +484,7 @@ def _train_step(self: Trainer, batch: dict) -> dict: # detached device tensors (
         s = skip.long(); run = (self._nan[1] + 1) * s                                          # the streak, on the device
         self._nan = torch.stack([self._nan[0] + s, run, torch.maximum(self._nan[2], run)])
         terms.update(grad_norm=gnorm.detach(), skipped=skip.float())
-        if self.prior is not None:
+        if self.prior is not None and self.recipe.update_every and self.step % self.recipe.update_every == 0:   # 0: a fixed prior
             n = self.local_batch * (1 if cfg.critic_fakes == "last" else cfg.n_iter)
             fake = self._fakes(thetas, d)
             g = torch.Generator(device="cpu").manual_seed(hash((cfg.seed, self.step, self.rank, 1)) % 2**63)
