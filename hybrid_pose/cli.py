@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a trained checkpoint on a dataset split with deterministic crops (no "
                                    "augmentation): the paper's losses, PCK, silhouette and part F1 and more "
                                    "(hybrid_pose.evaluate). Everything defaults to what the checkpoint records: the data it "
-                                   "validates on, its data root, body model and crop size. Prints a Markdown table; --out "
-                                   "also writes it as CSV.")
+                                   "validates on, its data root, body model and crop size. Prints a Markdown table and, below it, the run "
+                                   "beside trivial baselines on the same images; --out also writes both as CSV.")
     e.add_argument("checkpoint_pos", nargs="?", metavar="RUN", help="a run folder (its checkpoint.pt) or a checkpoint file")
     e.add_argument("--checkpoint", default=None, metavar="CKPT", help="the same, as an option")
     e.add_argument("--data-root", default=None, metavar="D", help="folder holding lsp/, lspet/, upi-s1h/, synthetic/ (default: the checkpoint's)")
@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=32, help="images per batch")
     e.add_argument("--workers", type=int, default=2, help="data-loading worker processes (0: load in the main process)")
     e.add_argument("--body-model", default=None, help="body model to decode with (default: the one the checkpoint was trained with)")
+    e.add_argument("--no-baselines", action="store_true", help="skip the trivial baselines (T-pose, mean training pose, nearest pose by 2D) printed beside the run")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("predict", formatter_class=_Formatter, help="predict the body mesh in images",

@@ -705,7 +705,7 @@ def confusion_image(pred: Tensor, # (H,W) bool predicted silhouette
 
 # %% ../nbs/10_evaluate.ipynb #b319b484
 def evaluate_command(a) -> int:
-    "`hybrid-pose evaluate` (arguments: checkpoint_pos/checkpoint, data_root, dataset, split, out, device, batch_size, workers, body_model, no_progress)."
+    "`hybrid-pose evaluate` (arguments: checkpoint_pos/checkpoint, data_root, dataset, split, out, device, batch_size, workers, body_model, no_baselines, no_progress)."
     from hybrid_pose.checkpoint import Checkpoint
     from hybrid_pose.cli import EXIT_OK, UsageError
     from hybrid_pose.data import PoseDataset, make_loader
@@ -724,10 +724,18 @@ def evaluate_command(a) -> int:
         raise UsageError(f"no {dataset}/{a.split} samples under {root}; check --data-root, or make synthetic data "
                          f"with `hybrid-pose synth --out {root / 'synthetic'}` (see data_scripts/ for LSP/LSPe/UP)")
     print(f"evaluating {ck.path} ({ck.trained_on}) on {dataset}/{a.split} under {root}: {len(ds)} images", file=sys.stderr)
-    res = evaluate(net, body, make_loader(ds, batch_size=a.batch_size, shuffle=False, num_workers=a.workers),
-                   device=device, progress=not a.no_progress)
+    loader = lambda: make_loader(ds, batch_size=a.batch_size, shuffle=False, num_workers=a.workers)
+    res = evaluate(net, body, loader(), device=device, progress=not a.no_progress)
     print(res.to_markdown())
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         res.to_csv(a.out); print(f"wrote {a.out}")
+    if not a.no_baselines:                                   # no 3D number read alone: the trivial predictors on the same images
+        from hybrid_pose.experiments import run_baselines, comparison_markdown, BASELINE_LABELS
+        base = run_baselines(body, loader(), ck.config, root, device)
+        print("\nThe run beside trivial baselines on the same images (their camera is fitted to the true 2D keypoints, an "
+              "oracle the network does not have):\n")
+        print(comparison_markdown({"this run": res} | {BASELINE_LABELS.get(k, k): r for k, r in base.items()}))
+        if a.out:                                            # per-image rows of each baseline beside the run's
+            for k, r in base.items(): print(f"wrote {r.to_csv(Path(a.out).with_name(f'{Path(a.out).stem}_baseline_{k}.csv'))}")
     return EXIT_OK

@@ -18,15 +18,17 @@ from .model import decode
 from .camera import fit_weak_perspective
 from .evaluate import evaluate, load_truth
 from .stats import mean_ci, compare
+from .natural_poses import POSE_SAMPLERS
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SETTING_LABELS', 'PRIOR_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'SEED_COLUMNS',
-           'BASELINE_LABELS', 'setting_label', 'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting',
-           'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose',
-           'MeanPose', 'Nearest2D', 'build_baseline', 'parse_seeds', 'per_image', 'pose_pool', 'training_poses',
-           'evaluate_baselines', 'seed_rows', 'claims', 'PredictionsModel']
+           'BASELINE_LABELS', 'COMPARE_COLUMNS', 'setting_label', 'ensure_data', 'experiment_config', 'pose_source_for',
+           'run_setting', 'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row', 'register_baseline',
+           'Baseline', 'TPose', 'MeanPose', 'Nearest2D', 'build_baseline', 'parse_seeds', 'per_image', 'pose_pool',
+           'training_poses', 'evaluate_baselines', 'seed_rows', 'claims', 'run_baselines', 'comparison_markdown',
+           'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
 # The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig.
@@ -327,6 +329,36 @@ def claims(results: dict, # setting or baseline name -> [EvalResult per seed] or
         out.append(dict(a=a, b=b, metric=key, diff=iv.mean, lo=iv.lo, hi=iv.hi, images=iv.n, significant=iv.excludes_zero(),
                         sentence=sentence))
     return out
+
+# %% ../nbs/13_experiments.ipynb #rb000002
+COMPARE_COLUMNS = {"PA_MPJPE_mm": "pa_mpjpe_mm", "MPJPE_mm": "mpjpe_mm", "KPR_px": "KPR_paper_px", "PCK@0.2": "pck@0.2",
+                   "FGBG_F1": "fgbg_f1", "violations": "violations", "natural_dist_deg": "natural_dist_deg"}  # column -> summary key
+
+def run_baselines(body, loader, # the body layer; the loader the run was evaluated on
+                  config: dict, # the run's TrainConfig fields (`Checkpoint.config`)
+                  data_root, # where its training data lives
+                  device="auto", pool_size: int = 2000, # poses in the retrieval pool
+                  **kw) -> dict: # name -> EvalResult (kw go to `evaluate`)
+    "The trivial baselines for a trained run, on its evaluation images."
+    train_poses = None
+    try:
+        ds = PoseDataset(data_root, config.get("dataset", "synthetic"), "train", augment=False, require_mask=False,
+                         lspet_val=int(config.get("lspet_val", 0)))
+        n = int(config.get("max_train_images", 0)) or len(ds)
+        train_poses = training_poses(ds.records[:n], data_root)
+    except (FileNotFoundError, DataError): pass                       # no training data here: no mean-pose row
+    src = str(config.get("pose_source", "natural"))
+    if src not in POSE_SAMPLERS and not Path(src).exists(): src = "natural"
+    return evaluate_baselines(body, loader, train_poses, pose_pool(src, pool_size), device=device, **kw)
+
+def comparison_markdown(named: dict, # row label -> EvalResult
+                        columns: dict = COMPARE_COLUMNS, digits: int = 2) -> str:
+    "A Markdown table: one row per result, the summary's numbers in `columns`."
+    fmt = lambda v: f"{v:.{digits}f}" if isinstance(v, (int, float)) and math.isfinite(v) else "–"
+    lines = ["| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    lines += [f"| {name} | " + " | ".join(fmt(r.summary.get(k, math.nan)) for k in columns.values()) + " |" for name, r in named.items()]
+    return "\n".join(lines)
+
 
 # %% ../nbs/13_experiments.ipynb #c3e12613
 class PredictionsModel:

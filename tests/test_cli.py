@@ -42,7 +42,7 @@ HELP = {
     "synth": ["--n", "--out", "--seed", "--start", "--overwrite", "--no-progress", "LSP"],
     "train": ["--config", "--profile", "--set", "KEY=VALUE", "--fresh", "checkpoint.pt", ".toml", "exit status"],
     "evaluate": ["RUN", "--checkpoint", "--data-root", "--dataset", "--split", "--out", "--device", "--batch-size", "--workers",
-                 "--body-model", "--no-progress", "CSV"],
+                 "--body-model", "--no-baselines", "--no-progress", "CSV"],
     "predict": ["IMAGE", "--checkpoint", "--bbox", "--bbox-scale", "--out", "--format", "--mesh-frame", "--device",
                 "--body-model", "--batch-size", "--no-progress", "_overlay.png", ".json", "untrained", "folder"],
     "export": ["RUN", "--out", "weights.pt"],
@@ -84,6 +84,7 @@ def test_readme_workflow_needs_no_extra_flags(workdir):
     res = sh(SCRIPT, "evaluate", workdir / "run", "--workers", 0, "--no-progress", cwd=workdir)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "synthetic/val" in res.stderr and "|" in res.stdout
+    assert "| this run |" in res.stdout and "| baseline: T-pose |" in res.stdout     # never a 3D number alone
     img = workdir / "data/synthetic/images/im0001.jpg"
     res = sh(SCRIPT, "predict", img, "--checkpoint", workdir / "run", "--out", workdir / "pred", "--no-progress", cwd=workdir)
     assert res.returncode == 0, res.stderr[-3000:]
