@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .body import load_body_model, resolve_device
 from .model import HybridPoseNet, decode, split_theta
 from .viz import atomic_write, remove_stale_temps
-from .losses import OBJECTIVES, MR_REDUCTIONS, Objective
+from .losses import OBJECTIVES, MR_REDUCTIONS, TERMS, Objective
 from .critic import (PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, PriorRecipe, build_prior, masked_step, pretrain_prior,
                                 prior_options)
 from .poses import JointLimitSampler, PoseStream
@@ -666,9 +666,13 @@ def _finite_means(acc: dict) -> dict:
     return dict(zip(acc, torch.stack([m.to(means[0].device) for m in means]).tolist()))
 
 def _append_csv(path: Path, row: dict):
+    "Append a row; a file that exists keeps its header (a run continued by newer code writes its columns, in its order)."
     new = not path.exists()
+    fields = list(row)
+    if not new:
+        with open(path, newline="") as fh: fields = next(csv.reader(fh), None) or fields
     with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row), extrasaction="ignore")
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         if new: w.writeheader()
         w.writerow(row)
 
@@ -685,8 +689,8 @@ def _result(self: Trainer, t0: float) -> dict:
                 skipped_images=dict(self.train_set.counts) if hasattr(self.train_set, "counts") else {},
                 elapsed_s=time.time() - t0, out_dir=str(self.out))
 
-LOG_COLUMNS = ["step", "epoch", "loss", "kpr", "mr", "adv", "grad_norm", "critic_wasserstein", "critic_loss", "skipped",
-               "s_per_step", "elapsed_s"]
+LOG_COLUMNS = ["step", "epoch", "loss", *TERMS, "adv", "grad_norm", "critic_wasserstein", "critic_loss", "skipped",
+               "s_per_step", "elapsed_s"]   # every term of `losses.TERMS` (a new term is logged without a change here)
 
 def _fit(self: Trainer) -> dict:
     cfg, t0 = self.cfg, time.time()
