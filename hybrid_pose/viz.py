@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_viz.ipynb #3cccfbed
 from __future__ import annotations
-import csv, datetime, hashlib, json, os, platform, re, subprocess, sys, time
+import csv, datetime, functools, hashlib, json, os, platform, re, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +66,12 @@ _HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd
 
 def git_sha(root=None, # any folder inside the repository; defaults to this package's folder
            ) -> str: # commit SHA, with "+dirty" when tracked files have uncommitted changes; "unknown" outside git
-    "The git commit the running code came from (outputs under figures/ do not make it dirty)."
-    root = Path(root) if root else _HERE
+    "The git commit the running code came from (outputs under figures/ do not make it dirty), as first asked in this process."
+    return _git_sha(str(Path(root).resolve() if root else _HERE))
+
+@functools.lru_cache(maxsize=None)   # once per process: a long experiment records the commit its code was imported from
+def _git_sha(root: str) -> str:      # (the notebooks ask in their first cell), not HEAD at the time it saves
+    root = Path(root)
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if sha.returncode: return "unknown"
