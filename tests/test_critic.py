@@ -157,7 +157,8 @@ def test_checkpoint_state():
 
 
 def test_registry():
-    assert set(PRIORS) == {"critic", "hmr"} and PRIORS["critic"] is WGANCritic and PRIORS["hmr"] is HMRPrior
+    assert set(PRIORS) == {"critic", "hmr", "fixedcritic"} and PRIORS["critic"] is WGANCritic and PRIORS["hmr"] is HMRPrior
+    assert issubclass(PRIORS["fixedcritic"], WGANCritic) and PRIORS["fixedcritic"].recipe.update_every == 0
     assert WGANCritic.name == "critic" and HMRPrior.name == "hmr" and build_prior("none") is None
     assert isinstance(build_prior("critic", gp_weight=1.0, rotations=False, lr=None), Prior)
     assert build_prior("critic").optimizer.param_groups[0]["lr"] == 5e-4
@@ -190,4 +191,4 @@ def test_registry():
             register_prior("module")(nn.Linear)
     finally:
         PRIORS.pop("flat", None)
-    assert set(PRIORS) == {"critic", "hmr"}
+    assert set(PRIORS) == {"critic", "hmr", "fixedcritic"}

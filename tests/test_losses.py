@@ -292,7 +292,7 @@ def objective_inputs(g, B=4, dtype=torch.float32):
 OPTIONS = [("mean", False, 1.0), ("paper", False, 0.001), ("sum", True, 0.5), ("mean", True, 2.0)]
 
 
-@pytest.mark.parametrize("losses", list(OBJECTIVES))
+@pytest.mark.parametrize("losses", [k for k in OBJECTIVES if "j3d" not in OBJECTIVES[k]])   # the reprojection objectives
 def test_objective_equals_the_old_combination_bit_for_bit(losses):
     "Values and gradients of `total` equal `kpr·[kpr in losses] + mr·[mr in losses]`, the trainer's former formula."
     g = torch.Generator().manual_seed(torch.seed() % 2 ** 31)
