@@ -252,6 +252,10 @@ def nonfinite(tensors: Iterable[Tensor|None]) -> Tensor: # () bool: some entry i
 
 UNSEEN_IDS = tuple(SMPL_JOINT_NAMES.index(n) for n in UNSEEN_JOINTS)   # SMPL joints whose rotation moves no LSP keypoint
 
+@functools.lru_cache(maxsize=None)   # built once per device: no host data copied on the training step
+def _seen_mask(device: torch.device, dtype: torch.dtype) -> Tensor: # (23,1,1) 0 at the unseen joints 1..23, 1 elsewhere
+    return torch.tensor([0. if j in UNSEEN_IDS else 1. for j in range(1, 24)], dtype=dtype).reshape(23, 1, 1).to(device)
+
 @dataclass(frozen=True)
 class PriorRecipe:
     "How the generator uses a prior: its original training recipe (each prior declares its own)."
@@ -275,8 +279,7 @@ class PriorRecipe:
         if self.moves_betas and out is not None: ci = CriticInput.from_body(out, betas)
         else: ci = layer(pose, betas if self.moves_betas else betas.detach())   # joints and β, with no path to β
         if not self.moves_unseen:
-            keep = torch.ones(23, 1, 1, dtype=ci.rotmats.dtype, device=ci.rotmats.device)
-            keep[[i - 1 for i in UNSEEN_IDS]] = 0
+            keep = _seen_mask(ci.rotmats.device, ci.rotmats.dtype)
             ci = CriticInput(ci.joints, ci.betas, ci.rotmats * keep + ci.rotmats.detach() * (1 - keep))
         return ci
 

@@ -27,9 +27,9 @@ from .render import PART_NAMES, body_part_labels, part_segmentation, rasterize, 
 __all__ = ['PCK_REFS', 'PCK_JOINTS', 'TRUTH_HELP', 'PCK_LEVELS', 'PAPER_PIXEL_CENTERS', 'METRIC_PROTOCOLS', 'pck', 'mpjpe',
            'Similarity', 'similarity_transform', 'procrustes_align', 'pa_mpjpe', 'confusion_matrix',
            'silhouette_confusion', 'part_confusion', 'f1_scores', 'pixel_accuracy', 'crop_on_photo', 'paste_to_image',
-           'load_truth', 'truth_rows', 'flip_joints3d', 'batch_joints3d', 'theta_from_truth', 'TruthModel',
-           'BatchScores', 'score_batch', 'paper_numbers', 'summarize', 'EvalResult', 'evaluate', 'confusion_image',
-           'evaluate_command']
+           'truth_file', 'load_truth', 'truth_rows', 'flip_joints3d', 'batch_joints3d', 'theta_from_truth',
+           'TruthModel', 'BatchScores', 'score_batch', 'paper_numbers', 'summarize', 'EvalResult', 'evaluate',
+           'confusion_image', 'evaluate_command']
 
 # %% ../nbs/10_evaluate.ipynb #3c729c33
 PCK_REFS = {"torso": (9, 2), "head": (12, 13), "crop": None}  # ref -> the two GT joints whose distance is L (None: crop side)
@@ -240,6 +240,11 @@ def paste_to_image(labels: Tensor, # (S,S) crop-frame labels (bool or integer)
 
 # %% ../nbs/10_evaluate.ipynb #a5ae9717
 TRUTH_HELP = "generate it with `python -m hybrid_pose.synthetic --out DATA_ROOT/synthetic` (or `synthetic.generate_synthetic`)"
+
+def truth_file(data_root, # the data folder
+              ) -> Path: # DATA_ROOT/synthetic/truth.npz, where `synthetic.generate_synthetic` writes the 3D truth
+    "Where a data folder's synthetic 3D truth lives."
+    return Path(data_root) / "synthetic" / "truth.npz"
 
 def load_truth(source, # a `truth.npz` path, or a dict of its arrays
               ) -> dict: # numpy arrays: joints3d (N,14,3) metres, number (N,), valid (N,) bool, and the rest of the file
@@ -583,7 +588,7 @@ def _resolve_truth(truth, loader) -> dict:
         ds = getattr(loader, "dataset", None)
         root, name = getattr(ds, "data_root", None), str(getattr(ds, "dataset", ""))
         if root is None or "synthetic" not in name.lower().split("+"): return {}
-        p = Path(root) / "synthetic" / "truth.npz"
+        p = truth_file(root)
         if not p.is_file():
             warnings.warn(f"evaluate: no 3D truth at {p}, so MPJPE is NaN; {TRUTH_HELP}", RuntimeWarning, stacklevel=3)
             return {}

@@ -16,7 +16,7 @@ from .data import PoseDataset, DataError, GET_COMMANDS, denormalize_image, colla
 from .render import render_mesh, overlay
 from .model import decode
 from .camera import fit_weak_perspective
-from .evaluate import evaluate, load_truth
+from .evaluate import evaluate, load_truth, truth_file
 from .stats import mean_ci, compare
 from .natural_poses import POSE_SAMPLERS
 
@@ -272,7 +272,7 @@ def training_poses(records, # the `data.Record`s a run trained on (e.g. `train_s
                    data_root, # the data folder (its synthetic/truth.npz has the poses)
                   ) -> Tensor|None: # (P,72) their true poses; None where there is no 3D truth (real images)
     "The true poses of the synthetic images a run trained on, for the `mean_pose` baseline."
-    f, nums = Path(data_root) / "synthetic" / "truth.npz", {r.number for r in records if r.source == "synthetic"}
+    f, nums = truth_file(data_root), {r.number for r in records if r.source == "synthetic"}
     if not nums or not f.is_file(): return None
     t = load_truth(f)
     return torch.as_tensor(t["pose"][[i for i, n in enumerate(t["number"]) if int(n) in nums]])

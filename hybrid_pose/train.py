@@ -23,7 +23,7 @@ from .critic import (PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, Pri
 from .poses import JointLimitSampler, PoseStream
 from .natural_poses import POSE_SAMPLERS, CRITIC_STREAM, make_pose_sampler, stream_generator
 from .data import PoseDataset, EpochSampler, collate_skip_none, seed_worker, DataError, GET_COMMANDS
-from .evaluate import batch_joints3d, load_truth
+from .evaluate import batch_joints3d, load_truth, truth_file
 from . import checkpoint as ckpt
 from .cli import EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_NOTHING, UsageError, one_line, main as cli_main
 
@@ -347,12 +347,13 @@ class Trainer:
         if self.world > 1:
             self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device] if self.device.type == "cuda" else None)
         self.opt_g = torch.optim.Adam(self.net.parameters(), lr=cfg.gen_lr, betas=(0.9, 0.999), eps=1e-7, fused=True)  # fused: skips on the device
+        resuming = cfg.resume and (self.out / "checkpoint.pt").is_file()
         self.prior = build_prior(cfg.prior, **_prior_options(cfg))
         if self.prior is not None:
             self.prior = self.prior.to(self.device)
             self.critic_layer = CriticInputLayer(self.body).to(self.device)
-            r, fresh = self.recipe, not (cfg.resume and (self.out / "checkpoint.pt").is_file())
-            if r.pretrain_steps and fresh:                           # the recipe's pretraining (a resumed run loads it instead)
+            r = self.recipe
+            if r.pretrain_steps and not resuming:                    # the recipe's pretraining (a resumed run loads it instead)
                 pretrain_prior(self.prior, self.critic_layer, r.pretrain_steps, r.pretrain_batch, cfg.seed, r.pretrain_fakes)
         self.truth = self._truth() if self.objective.in_objective("j3d") else None
         if self.rank: torch.manual_seed(rank_seed(cfg.seed, self.rank))  # weights are equal; from here on draws differ per rank
@@ -373,7 +374,7 @@ class Trainer:
         self._tb = None
         self._early = None                                              # this step's earlier-iteration fakes (`generator_terms`)
         if self.rank == 0: remove_stale_temps(self.out)              # left by a writer that was killed
-        if cfg.resume and (self.out / "checkpoint.pt").is_file(): self.load(self.out / "checkpoint.pt")
+        if resuming: self.load(self.out / "checkpoint.pt")
 
     def _truth(self) -> dict:
         "The 3D truth the positive control trains on (`evaluate.load_truth`): the synthetic set's, or a one-line error."
@@ -381,7 +382,7 @@ class Trainer:
         if "synthetic" not in cfg.dataset.split("+"):
             raise ValueError(f"TrainConfig.losses={cfg.losses!r} trains on 3D truth, which only the synthetic set has; "
                              f"got dataset={cfg.dataset!r}. Use dataset='synthetic' or another `losses`")
-        return {"synthetic": load_truth(Path(cfg.data_root) / "synthetic" / "truth.npz")}
+        return {"synthetic": load_truth(truth_file(cfg.data_root))}
 
     def _dataset(self, sources: str, split: str, augment: bool) -> PoseDataset:
         "A split of `sources`: every annotated image when the objective has no MR term, else only those with a silhouette."
