@@ -9,18 +9,10 @@ import argparse, importlib, sys
 from . import __version__
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_STOPPED', 'EXIT_NOTHING', 'COMMANDS', 'UsageError', 'one_line',
-           'run_command', 'synth_arguments', 'train_arguments', 'build_parser', 'main']
+__all__ = ['COMMANDS', 'run_command', 'synth_arguments', 'train_arguments', 'build_parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #471517bf
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_NOTHING = 0, 1, 2, 3, 4
-
-class UsageError(ValueError):
-    "An error the user can fix (a file, a field, a value): `main` prints it as one line and exits with status 2. `data.DataError`, `checkpoint.CheckpointError` and `predict.PredictError` are kinds of it."
-
-def one_line(e: BaseException, n: int = 600) -> str:
-    "An exception's message on one line (messages written over several lines are joined)."
-    return " ".join(str(e).split())[:n] or type(e).__name__
+from .base import EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_NOTHING, EXIT_INTERRUPTED, UsageError, one_line
 
 # %% ../nbs/14_cli.ipynb #321b9ace
 COMMANDS = {                       # command -> "module:function" that runs it (imported only when it runs)

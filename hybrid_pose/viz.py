@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .base import atomic_write
+
 # %% auto #0
-__all__ = ['view_rotation', 'draw_mesh', 'git_sha', 'file_digest', 'provenance', 'atomic_write', 'remove_stale_temps',
-           'save_figure', 'save_table']
+__all__ = ['view_rotation', 'draw_mesh', 'git_sha', 'file_digest', 'provenance', 'remove_stale_temps', 'save_figure',
+           'save_table']
 
 # %% ../nbs/12_viz.ipynb #eca9ceb1
 def _np(x) -> np.ndarray:
@@ -105,22 +107,6 @@ def provenance(config: dict, # the run's parameters (JSON-serialisable)
     if started is not None: rec["elapsed_s"] = round(time.time() - started, 2)
     rec.update(extra)
     return rec
-
-def atomic_write(path, # the file to (re)write; its folder is created
-                 data, # bytes, or a function that writes into the open binary file (e.g. `lambda f: torch.save(obj, f)`)
-                ) -> Path:
-    "Write through a temporary file in the same folder and a rename: readers never see half a file, a failure keeps the old one."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            if callable(data): data(fh)
-            else: fh.write(data)
-            fh.flush(); os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
 
 def _write_sidecar(path: Path, record: dict):
     return atomic_write(path.with_suffix(path.suffix + ".json"), (json.dumps(record, indent=2, default=str) + "\n").encode())
