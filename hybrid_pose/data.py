@@ -29,8 +29,9 @@ __all__ = ['log', 'SOURCES', 'CROP_SIZE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LSP_
            'IMAGE_RE', 'MASK_RE', 'PARTS_RE', 'LSP_TRAIN', 'LSP_VAL', 'SYNTHETIC_VAL_FRACTION', 'ANNOTATES_OCCLUDED',
            'PART_FLIP', 'DataError', 'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout', 'source_layout',
            'parse_dataset', 'split_numbers', 'Record', 'find_records', 'keypoint_center', 'crop_params', 'crop_image',
-           'crop_labels', 'crop_keypoints', 'crop_to_image', 'part_labels', 'normalize_image', 'denormalize_image',
-           'EpochSampler', 'PoseDataset', 'collate_skip_none', 'seed_worker', 'make_loader', 'show_sample']
+           'crop_labels', 'crop_keypoints', 'crop_to_image', 'flip_joints3d', 'read_truth3d', 'part_labels',
+           'normalize_image', 'denormalize_image', 'EpochSampler', 'PoseDataset', 'collate_skip_none', 'seed_worker',
+           'make_loader', 'show_sample']
 
 # %% ../nbs/06_data.ipynb #451df392
 SOURCES = ("lsp", "lspet", "synthetic")  # the image sources a `dataset` string can join with "+"
@@ -168,6 +169,7 @@ class SourceLayout:
     get: str # the command that (re)creates its images and joints
     get_masks: str # the command that (re)creates its masks
     split_file: Path|None = None # optional split.json
+    truth3d: Path|None = None # its 3D truth (`read_truth3d`), if the source has any
 
 def source_layout(data_root, # the folder holding lsp/, lspet/, upi-s1h/, synthetic/
                   source: str, # "lsp", "lspet" or "synthetic"
@@ -184,7 +186,7 @@ def source_layout(data_root, # the folder holding lsp/, lspet/, upi-s1h/, synthe
     if source == "synthetic":
         s = root / "synthetic"
         return SourceLayout("synthetic", s / "images", s / "joints.mat", "lsp", [s / "masks", s, s / "images"], 4,
-                            cmd["synthetic"], cmd["synthetic"], s / "split.json")
+                            cmd["synthetic"], cmd["synthetic"], s / "split.json", s / "truth.npz")
     raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
 
 def parse_dataset(dataset: str, # "lsp", "lsp+lspet", "synthetic", ... (sources joined by "+")
@@ -438,6 +440,33 @@ def crop_to_image(uv: Tensor, # (...,N,2+) crop units; columns after x, y (e.g. 
                      uv[..., 2:]], -1)
     return torch.where(flipped[..., None, None], out[..., LSP_FLIP, :], out) if lsp_joints else out
 
+# %% ../nbs/06_data.ipynb #b19e8de4
+def flip_joints3d(joints: Tensor, # (...,14,3) LSP joints, metres, camera-aligned frame
+                 ) -> Tensor: # (...,14,3) the mirror image: x negated, left and right swapped
+    "The 3D joints of the horizontally flipped image."
+    return joints[..., LSP_FLIP, :] * joints.new_tensor([-1.0, 1.0, 1.0])
+
+def read_truth3d(path, # a `truth.npz`: joints3d (N,14,3) metres; optional number (N,) (default 1..N), valid (N,) bool
+                 fix: str = "regenerate the data", # what the error message suggests
+                ) -> dict: # image number -> (14,3) float32 joints, metres (valid rows only)
+    "The 3D joints of a source's images, by image number (never unpickles)."
+    path = Path(path)
+    expected = "an .npz with joints3d (N,14,3) metres and optional number (N,), valid (N,)"
+    try:
+        with np.load(path, allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
+    except Exception as e:
+        raise DataError(path, f"is not a readable .npz ({type(e).__name__}: {e})", expected, fix, "bad truth file") from None
+    j = arrays.get("joints3d")
+    if j is None or j.ndim != 3 or j.shape[1:] != (14, 3):
+        got = "no joints3d" if j is None else f"joints3d of shape {j.shape}"
+        raise DataError(path, f"has {got}", expected, fix, "bad truth file")
+    N = len(j)
+    number, valid = arrays.get("number", np.arange(1, N + 1)), arrays.get("valid", np.ones(N, bool))
+    if number.shape != (N,) or valid.shape != (N,):
+        raise DataError(path, f"has number {number.shape} and valid {valid.shape}", f"both ({N},)", fix, "bad truth file")
+    return {int(n): j[i].astype(np.float32) for i, n in enumerate(number) if valid[i]}
+
+
 # %% ../nbs/06_data.ipynb #0c1039c1
 PART_FLIP = [PART_NAMES.index(n.replace("right", "\0").replace("left", "right").replace("\0", "left"))
              for n in PART_NAMES]  # (7,) the id part i takes in a mirrored image: right <-> left arm and leg
@@ -554,6 +583,10 @@ class PoseDataset(Dataset):
         self.lspet_val = lspet_val
         self.records, self.report = find_records(data_root, dataset, split, require_mask, strict, check_files, lspet_val=lspet_val)
         self.has_parts = any(r.parts is not None for r in self.records)
+        self.truth3d = {}                                               # source -> {number: (14,3) metres}
+        for src in {r.source for r in self.records}:
+            lay = source_layout(self.data_root, src)
+            if lay.truth3d is not None and lay.truth3d.is_file(): self.truth3d[src] = read_truth3d(lay.truth3d, f"run `{lay.get}`")
         self.epoch = 0
 
     def __len__(self): return len(self.records)
@@ -671,6 +704,9 @@ class PoseDataset(Dataset):
                       keypoints=crop_keypoints(rec.keypoints, center, box, S, flipped),
                       mask=torch.from_numpy(crop_labels(a["mask"], center, box, **kw)) if a["mask"] is not None
                            else torch.zeros(S, S, dtype=torch.bool))
+        j3d = self.truth3d.get(rec.source, {}).get(rec.number)
+        j3d = torch.full((14, 3), float("nan")) if j3d is None else torch.from_numpy(j3d)
+        sample["joints3d"] = flip_joints3d(j3d) if flipped else j3d
         if self.has_parts:
             sample["parts"] = (torch.from_numpy(part_labels(crop_labels(a["parts"], center, box, **kw), flipped))
                                if a["parts"] is not None else torch.full((S, S), 255, dtype=torch.uint8))

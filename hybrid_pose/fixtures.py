@@ -125,6 +125,7 @@ def write_fake_layout(data_root, # folder to write into (created; existing files
                       seed: int = 0,
                       quality: int = 90, # JPEG quality
                       grain: float = 12., # pixel noise σ (12: JPEG sizes and decoding times like photos')
+                      truth3d: bool = False, # also write synthetic/truth.npz: 3D joints (metres) whose x, y follow the 2D pose
                      ) -> dict: # source -> {number: (14,3) joints x, y, visible}
     "Write stick-figure people in the exact LSP / LSPe / UPi-S1h / synthetic layouts (for examples, tests, benchmarks)."
     root, rng, out = Path(data_root), np.random.default_rng(seed), {}
@@ -164,4 +165,8 @@ def write_fake_layout(data_root, # folder to write into (created; existing files
             Image.fromarray(lab).save(s / "masks" / f"{name}_part_segmentation.png")
             joints[n - 1] = out["synthetic"][n] = j
         _save_joints(s / "joints.mat", joints, "lsp")
+        if truth3d:                                                       # y up, metres: a 1.7 m person of `person_px` pixels
+            j3 = np.concatenate([(joints[..., :2] - joints[:, 2:4, :2].mean(1, keepdims=True)) * (np.array([1., -1.]) * 1.7 / person_px),
+                                 rng.normal(0, .1, (synthetic, 14, 1))], -1)
+            np.savez(s / "truth.npz", joints3d=j3, number=np.arange(1, synthetic + 1), valid=np.ones(synthetic, bool))
     return out

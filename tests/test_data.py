@@ -39,7 +39,8 @@ def test_sample_contract(root):
     assert [(x.source, x.number) for x in ds.records][4:] == [("lspet", 1), ("lspet", 3), ("lspet", 5)]
     for i in range(len(ds)):
         s = ds[i]
-        assert set(s) == {"image", "keypoints", "mask", "parts", "meta"}
+        assert set(s) == {"image", "keypoints", "mask", "parts", "joints3d", "meta"}
+        assert s["joints3d"].shape == (14, 3) and s["joints3d"].isnan().all()            # LSP and LSPe have no 3D truth
         assert s["image"].shape == (3, 224, 224) and s["image"].dtype == torch.float32
         assert -2.2 < s["image"].min() and s["image"].max() < 2.7                       # ImageNet-normalised
         assert s["keypoints"].shape == (14, 3) and set(s["keypoints"][:, 2].tolist()) <= {0., 1.}
@@ -222,3 +223,25 @@ def test_cli_stops_on_a_missing_named_source(tmp_path):
     err = [line for line in r.stderr.splitlines() if "error" in line]
     assert len(err) == 1 and "the lsp data of dataset 'synthetic+lsp' is not there" in err[0], r.stderr
     assert not (tmp_path / "runs/x/checkpoint.pt").exists()
+
+
+def test_batches_carry_the_3d_truth_of_evaluate(tmp_path):
+    "joints3d in a batch is what evaluate.batch_joints3d looks up from truth.npz, mirrored for flipped crops; NaN without truth."
+    from hybrid_pose.evaluate import batch_joints3d, load_truth, truth_file
+    r = tmp_path / "data"
+    write_fake_layout(r, lsp=(1, 2, 1001), lspet=(), synthetic=8, truth3d=True, seed=5)
+    truth = {"synthetic": load_truth(truth_file(r))}
+    for augment, flip in ((False, 0.), (True, .5), (True, 1.)):
+        ds = D.PoseDataset(r, "synthetic", "all", augment=augment, flip=flip, seed=1)
+        b = next(iter(D.make_loader(ds, batch_size=8, num_workers=0, shuffle=False, drop_last=False)))
+        assert b["joints3d"].shape == (8, 14, 3) and b["joints3d"].dtype == torch.float32
+        ref = batch_joints3d(truth, b["meta"]).float()
+        assert torch.isfinite(ref).all()
+        torch.testing.assert_close(b["joints3d"], ref, rtol=0, atol=0)
+        n_flip = int(b["meta"]["flipped"].sum())
+        assert n_flip == {0.: 0, 1.: 8}.get(flip, n_flip) and (flip != .5 or 0 < n_flip < 8)
+    mixed = D.PoseDataset(r, "lsp+synthetic", "all", augment=False)
+    b = next(iter(D.make_loader(mixed, batch_size=11, num_workers=0, shuffle=False, drop_last=False)))
+    lsp = torch.tensor([s == "lsp" for s in b["meta"]["source"]])
+    assert lsp.sum() == 3 and b["joints3d"][lsp].isnan().all() and torch.isfinite(b["joints3d"][~lsp]).all()
+    torch.testing.assert_close(b["joints3d"], batch_joints3d(truth, b["meta"]).float(), rtol=0, atol=0, equal_nan=True)
