@@ -20,12 +20,13 @@ from .smpl_file import RestrictedUnpickler
 log = logging.getLogger("hybrid_pose")
 
 # %% auto #0
-__all__ = ['log', 'POSE_FILE_PATTERNS', 'AMASS_SHAPE_FILE', 'JOINT_LIMITS', 'UNSEEN_JOINTS', 'crc32c', 'crc32c_rows', 'mask_crc',
-           'parse_example', 'example_bytes', 'tfrecord_frame', 'write_tfrecord', 'read_tfrecord', 'PoseSet',
-           'z_up_to_y_up', 'read_mosh_tfrecord', 'read_mosh_pickle', 'read_amass', 'read_pose_npz', 'read_poses',
-           'find_pose_files', 'PoseBatch', 'PoseStream', 'save_pose_cache', 'joint_limits', 'compose_swing_twist',
-           'swing_twist', 'joint_angles', 'JointLimitSampler', 'random_axis_angle', 'LimitViolation',
-           'joint_limit_violation', 'nearest_pose_distance', 'pose_batches']
+__all__ = ['log', 'WORLD_FRAMES', 'SOURCE_FRAMES', 'UPRIGHT_DEG', 'POSE_FILE_PATTERNS', 'AMASS_SHAPE_FILE', 'JOINT_LIMITS',
+           'UNSEEN_JOINTS', 'crc32c', 'crc32c_rows', 'mask_crc', 'parse_example', 'example_bytes', 'tfrecord_frame',
+           'write_tfrecord', 'read_tfrecord', 'PoseSet', 'z_up_to_y_up', 'root_tilt_deg', 'choose_frame',
+           'read_mosh_tfrecord', 'read_mosh_pickle', 'read_amass', 'read_pose_npz', 'read_poses', 'find_pose_files',
+           'PoseBatch', 'PoseStream', 'save_pose_cache', 'joint_limits', 'compose_swing_twist', 'swing_twist',
+           'joint_angles', 'JointLimitSampler', 'random_axis_angle', 'LimitViolation', 'joint_limit_violation',
+           'nearest_pose_distance', 'pose_batches']
 
 # %% ../nbs/04_poses.ipynb #57871852
 def _crc32c_table() -> np.ndarray:
@@ -210,9 +211,12 @@ class PoseSet:
     betas: np.ndarray  # (N,10) float32
     source: str = ""   # the file they came from
     skipped: Counter = field(default_factory=Counter) # what was dropped, by kind
+    frame: str = ""    # the world the file was read as (a `WORLD_FRAMES` name; "" for plain arrays)
+    tilt_deg: dict = field(default_factory=dict) # frame -> median angle (deg) of the root's up to vertical, read that way
     def __len__(self): return len(self.poses)
     def __repr__(self):
-        return f"PoseSet({len(self)} poses from {self.source!r}" + (f", skipped {dict(self.skipped)})" if self.skipped else ")")
+        fr = f", read as {self.frame}" if self.frame else ""
+        return f"PoseSet({len(self)} poses from {self.source!r}{fr}" + (f", skipped {dict(self.skipped)})" if self.skipped else ")")
 
 def _pose_set(poses, betas, source, skipped: Counter, on_error: str = "skip") -> PoseSet:
     poses, betas = np.asarray(poses, np.float32), np.asarray(betas, np.float32)
@@ -242,10 +246,51 @@ def z_up_to_y_up(poses: np.ndarray, # (N,≥3) axis-angle, root first, in a Z-up
     out[:, :3] = np.where(ok[:, None], root.as_rotvec(), np.nan)
     return out
 
+def root_tilt_deg(poses: np.ndarray, # (N,≥3) axis-angle, root first
+                 ) -> np.ndarray: # (N,) degrees between the root's image of the body's up (+y) and the world's +y (NaN rows: NaN)
+    "How far each pose's body axis leans from vertical in our Y-up world."
+    from scipy.spatial.transform import Rotation
+    r = np.asarray(poses, np.float64)[:, :3]
+    ok = np.isfinite(r).all(1)
+    up = Rotation.from_rotvec(np.where(ok[:, None], r, 0)).apply([0.0, 1.0, 0.0]) if len(r) else np.zeros((0, 3))
+    return np.where(ok, np.degrees(np.arccos(np.clip(up[:, 1], -1, 1))), np.nan)
+
+def _as_stored(poses: np.ndarray) -> np.ndarray: return np.array(poses, np.float64)
+
+WORLD_FRAMES = {"y_up": _as_stored, "z_up": z_up_to_y_up}  # a file's world -> the function that stands its poses along +y
+SOURCE_FRAMES = {"mosh_tfrecord": "auto", "mosh_pickle": "auto", "amass": "z_up"}  # each reader's default
+UPRIGHT_DEG = 45.0  # a reading whose median root tilt exceeds this is not upright
+
+def choose_frame(poses: np.ndarray, # (N,≥3) axis-angle as stored in the file
+                 frame: str = "auto", # "auto" (measure) or a `WORLD_FRAMES` name (trust it)
+                 fallback: str = "y_up", # used by "auto" when no reading is upright (e.g. a sequence lying down)
+                ) -> tuple[str, dict]: # the frame, and frame -> median root tilt (deg) when read that way
+    "Which world a pose file is in: the reading in which the bodies stand upright."
+    names = [*WORLD_FRAMES, "auto"]
+    if frame not in names: raise ValueError(f"frame must be one of {names}, not {frame!r}")
+    if fallback not in WORLD_FRAMES: raise ValueError(f"fallback must be one of {list(WORLD_FRAMES)}, not {fallback!r}")
+    ok = np.isfinite(np.asarray(poses, np.float64)[:, :3]).all(1) if len(poses) else np.zeros(0, bool)
+    tilt = {k: float(np.median(root_tilt_deg(f(np.asarray(poses)[ok])))) for k, f in WORLD_FRAMES.items()} if ok.any() else {}
+    if frame != "auto": return frame, tilt
+    best = min(tilt, key=tilt.get) if tilt else fallback
+    return (best if tilt and tilt[best] <= UPRIGHT_DEG else fallback), tilt
+
+def _frame_arg(frame: str, y_up) -> str:
+    "The older `y_up` switch, where given, wins: True = convert from Z-up, False = keep the stored root."
+    return frame if y_up is None else ("z_up" if y_up else "y_up")
+
+def _read_in_frame(poses: np.ndarray, frame: str, y_up, fallback: str = "y_up") -> tuple[np.ndarray, str, dict]:
+    frame, tilt = choose_frame(poses, _frame_arg(frame, y_up), fallback)
+    return WORLD_FRAMES[frame](poses), frame, tilt
+
+def _with_frame(ps: PoseSet, frame: str, tilt: dict) -> PoseSet:
+    ps.frame, ps.tilt_deg = frame, tilt
+    return ps
 def read_mosh_tfrecord(path, # a `neutrSMPL_*.tfrecord` shard
                        verify: bool = True, # check the payload CRCs
-                       y_up: bool = True, # rotate MoSh's Z-up world to Y-up
+                       frame: str = SOURCE_FRAMES["mosh_tfrecord"], # "auto" (measured per file), "y_up" or "z_up"
                        on_error: str = "skip", # "skip" or "raise" for corrupt records / bad examples / NaN rows
+                       y_up: bool|None = None, # older switch, overrides `frame`: True = "z_up", False = "y_up"
                       ) -> PoseSet:
     "Read one of HMR's MoSh TFRecord shards."
     skipped = Counter()
@@ -263,12 +308,13 @@ def read_mosh_tfrecord(path, # a `neutrSMPL_*.tfrecord` shard
         except ValueError as e:
             keep[i] = False
             _problem(path, off, f"not a MoSh example ({e})", "bad_example", on_error, skipped)
-    poses = z_up_to_y_up(poses[keep]) if y_up else poses[keep]
-    return _pose_set(poses, betas[keep], str(path), skipped, on_error)
+    poses, frame, tilt = _read_in_frame(poses[keep], frame, y_up)
+    return _with_frame(_pose_set(poses, betas[keep], str(path), skipped, on_error), frame, tilt)
 
 def read_mosh_pickle(path, # a MoSh sequence pickle, e.g. `neutrSMPL_CMU/01/01_01.pkl`
-                     y_up: bool = True, # rotate MoSh's Z-up world to Y-up
+                     y_up: bool|None = None, # older switch, overrides `frame`: True = "z_up", False = "y_up"
                      on_error: str = "skip", # for NaN rows
+                     frame: str = SOURCE_FRAMES["mosh_pickle"], # "auto" (measured per file), "y_up" or "z_up"
                     ) -> PoseSet:
     "Read a MoSh sequence pickle (Python 2 dict of arrays) through the restricted unpickler."
     path = Path(path)
@@ -283,8 +329,9 @@ def read_mosh_pickle(path, # a MoSh sequence pickle, e.g. `neutrSMPL_CMU/01/01_0
         raise ValueError(f"{path}: a MoSh pickle holds 'poses' (or 'new_poses') (N,72) and 'betas' (10,); "
                          f"found keys {sorted(map(str, raw))}")
     poses = np.asarray(raw[key])
-    if y_up and poses.ndim == 2 and poses.shape[1] == 72: poses = z_up_to_y_up(poses)
-    return _pose_set(poses, np.asarray(raw["betas"]).reshape(-1), str(path), Counter(), on_error)
+    if poses.ndim != 2 or poses.shape[1] != 72: return _pose_set(poses, np.asarray(raw["betas"]).reshape(-1), str(path), Counter(), on_error)
+    poses, frame, tilt = _read_in_frame(poses, frame, y_up)
+    return _with_frame(_pose_set(poses, np.asarray(raw["betas"]).reshape(-1), str(path), Counter(), on_error), frame, tilt)
 
 # %% ../nbs/04_poses.ipynb #ac51afc7
 def _read_npz(path: Path, keys) -> tuple[list, dict]:
@@ -296,16 +343,17 @@ def _read_npz(path: Path, keys) -> tuple[list, dict]:
 
 def read_amass(path, # an AMASS `*_poses.npz` (SMPL+H) or `*_stageii.npz` (SMPL-X)
                stride: int = 1, # keep every `stride`-th frame
-               y_up: bool = True, # rotate AMASS's Z-up world to Y-up
+               y_up: bool|None = None, # older switch, overrides `frame`: True = "z_up", False = "y_up"
                betas: str = "zero", # "zero": β = 0; "data": the first 10 of the 16 gendered SMPL+H coefficients
                on_error: str = "skip",
+               frame: str = SOURCE_FRAMES["amass"], # AMASS's world is Z-up; "auto" measures, "y_up" keeps the root
               ) -> PoseSet:
     "Read an AMASS sequence and map it to SMPL's 24 joints (hands zero, β = 0 unless `betas='data'`)."
     path = Path(path)
     names, z = _read_npz(path, ("poses", "betas"))
-    return _amass(path, names, z, stride, y_up, betas, on_error)
+    return _amass(path, names, z, stride, _frame_arg(frame, y_up), betas, on_error)
 
-def _amass(path, names, z, stride, y_up, betas_from, on_error) -> PoseSet:
+def _amass(path, names, z, stride, frame, betas_from, on_error) -> PoseSet:
     if betas_from not in ("zero", "data"):
         raise ValueError(f"{path}: betas must be 'zero' (AMASS's gendered SMPL+H shapes are not neutral SMPL's) or 'data', not {betas_from!r}")
     if "poses" not in z:
@@ -319,8 +367,8 @@ def _amass(path, names, z, stride, y_up, betas_from, on_error) -> PoseSet:
     out = np.zeros((len(poses), 72), np.float64)
     out[:, :66] = poses[:, :66]                      # root + 21 body joints; SMPL's hands (22, 23) stay zero
     if poses.shape[1] == 72: out[:, 66:] = poses[:, 66:]   # already SMPL
-    if y_up: out = z_up_to_y_up(out)
-    return _pose_set(out, betas, str(path), Counter(), on_error)
+    out, frame, tilt = _read_in_frame(out, frame, None, fallback="z_up")
+    return _with_frame(_pose_set(out, betas, str(path), Counter(), on_error), frame, tilt)
 
 def read_pose_npz(path, # an `.npz` with `poses` (N,72) and `betas` (N,10) (or (10,))
                   on_error: str = "skip",
@@ -341,12 +389,14 @@ def read_poses(path, # a pose file of any supported kind
     path = Path(path)
     name = path.name.lower()
     if name.endswith((".tfrecord", ".tfrecords", ".tfrecord.gz")): return read_mosh_tfrecord(path, on_error=on_error, **kw)
-    if name.endswith(".pkl"): return read_mosh_pickle(path, kw.get("y_up", True), on_error=on_error)
+    if name.endswith(".pkl"):
+        return read_mosh_pickle(path, kw.get("y_up"), on_error=on_error, frame=kw.get("frame", SOURCE_FRAMES["mosh_pickle"]))
     if name.endswith(".npz"):
         names, z = _read_npz(path, ("poses", "betas"))
         width = z["poses"].shape[-1] if "poses" in z and z["poses"].ndim == 2 else None
         if "mocap_framerate" in names or "mocap_frame_rate" in names or width in (156, 165):
-            return _amass(path, names, z, kw.get("stride", 1), kw.get("y_up", True), kw.get("betas", "zero"), on_error)
+            return _amass(path, names, z, kw.get("stride", 1), _frame_arg(kw.get("frame", SOURCE_FRAMES["amass"]), kw.get("y_up")),
+                          kw.get("betas", "zero"), on_error)
         missing = [k for k in ("poses", "betas") if k not in z]
         if missing: raise ValueError(f"{path}: missing {missing}; a pose file holds 'poses' (N,72) and 'betas' (N,10).")
         return _pose_set(z["poses"], z["betas"], str(path), Counter(), on_error)

@@ -264,3 +264,44 @@ def test_critic_input_layer_matches_body():
     torch.testing.assert_close(a.joints, out.lsp_joints, atol=1e-10, rtol=0)
     torch.testing.assert_close(a.rotmats, out.rotmats[:, 1:])
     torch.testing.assert_close(CriticInput.from_body(out, betas).joints, a.joints, atol=1e-10, rtol=0)
+
+
+# --- which way is up, per file ------------------------------------------------------------------------------------
+REAL_SHARD = Path(__file__).resolve().parents[1] / "data" / "mosh" / "neutrSMPL_jointLim_018.tfrecords"
+
+
+def standing_roots(n, seed, z_up):
+    from scipy.spatial.transform import Rotation
+    rng = np.random.default_rng(seed)
+    r = Rotation.from_rotvec(np.c_[np.zeros(n), rng.uniform(-np.pi, np.pi, n), np.zeros(n)]) * Rotation.from_rotvec(rng.normal(0, 0.15, (n, 3)))
+    return ((Rotation.from_rotvec([np.pi / 2, 0, 0]) * r) if z_up else r).as_rotvec()
+
+
+@pytest.mark.parametrize("z_up", [False, True])
+def test_mosh_shards_are_read_upright_in_either_convention(tmp_path, z_up):
+    poses, shapes = rand_mosh(30, 11)
+    poses[:, :3] = standing_roots(30, 12, z_up)
+    f = mosh_file(tmp_path / "neutrSMPL_x_000.tfrecord", poses, shapes)
+    ps = P.read_poses(f)
+    assert ps.frame == ("z_up" if z_up else "y_up") and "read as" in repr(ps)
+    assert np.median(P.root_tilt_deg(ps.poses)) < 15
+    np.testing.assert_array_equal(ps.poses[:, 3:], poses[:, 3:])
+    other = P.read_poses(f, frame="y_up" if z_up else "z_up")          # the wrong reading lays them down
+    assert np.median(P.root_tilt_deg(other.poses)) > 75
+    with open(tmp_path / "seq.pkl", "wb") as fh: pickle.dump({"poses": poses.astype(np.float64), "betas": shapes[0]}, fh, protocol=2)
+    assert P.read_poses(tmp_path / "seq.pkl").frame == ps.frame
+
+
+def test_amass_stays_z_up(tmp_path):
+    smplh = np.zeros((4, 156)); smplh[:, :3] = standing_roots(4, 3, z_up=False)   # upright as stored, but AMASS
+    np.savez(tmp_path / "a_poses.npz", poses=smplh, betas=np.zeros(16), mocap_framerate=np.array(60.0))
+    assert P.read_poses(tmp_path / "a_poses.npz").frame == "z_up"                 # the documented world is trusted
+    assert P.read_poses(tmp_path / "a_poses.npz", frame="auto").frame == "y_up"   # unless asked to measure
+
+
+@pytest.mark.skipif(not REAL_SHARD.is_file(), reason="HMR's real joint-limit MoSh shard is not in data/mosh/")
+def test_real_hmr_shard_is_already_upright():
+    ps = P.read_mosh_tfrecord(REAL_SHARD)
+    assert len(ps) == 1968 and ps.frame == "y_up"
+    assert ps.tilt_deg["y_up"] < 15 and ps.tilt_deg["z_up"] > 75
+    assert np.median(P.root_tilt_deg(ps.poses)) < 15
