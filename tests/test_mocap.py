@@ -1,0 +1,101 @@
+"""BVH motion capture from the outside: hand-written files whose joint positions are known in closed form (two
+channel orders), bad files named by line, a take written from body poses and retargeted back, and the pose file
+that the critic's readers take."""
+import numpy as np
+import pytest
+import torch
+
+from hybrid_pose import mocap as M
+from hybrid_pose.base import UsageError
+from hybrid_pose.body import SMPL_JOINT_NAMES, load_body_model
+from hybrid_pose.poses import JointLimitSampler, read_pose_npz, read_poses
+
+
+def chain(order: str, frames: list) -> str:
+    "Root R (6 channels, rotations in `order`), child S one unit up (rotations in `order`), End Site one unit along +x."
+    rot = " ".join(f"{a}rotation" for a in order)
+    return (f"HIERARCHY\nROOT R\n{{\n OFFSET 0 0 0\n CHANNELS 6 Xposition Yposition Zposition {rot}\n"
+            f" JOINT S\n {{\n  OFFSET 0 1 0\n  CHANNELS 3 {rot}\n  End Site\n  {{\n   OFFSET 1 0 0\n  }}\n }}\n}}\n"
+            f"MOTION\nFrames: {len(frames)}\nFrame Time: 0.0083333\n" + "\n".join(" ".join(map(str, f)) for f in frames) + "\n")
+
+
+def rot(axis, deg):
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    return {"X": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]), "Y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
+            "Z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])}[axis]
+
+
+@pytest.mark.parametrize("order", ["ZXY", "XYZ"])
+def test_chain_positions_in_closed_form(tmp_path, order):
+    # 90° steps, so every position is a small integer vector: the root turns 90° about its first and second axes,
+    # the child 90° about its third; R = R_a(α) R_b(β) R_c(γ) in channel order
+    a, b, c = order
+    frames = [[5, 0, 0, 90, 0, 0, 0, 0, 0], [0, 0, 0, 90, 90, 0, 0, 0, 90], [1, 1, 1, 0, 0, 0, 0, 0, 0]]
+    f = tmp_path / "chain.bvh"; f.write_text(chain(order, frames))
+    p, _ = M.forward_kinematics(M.read_bvh(f))
+    up, x = np.array([0, 1, 0]), np.array([1, 0, 0])
+    for t, fr in enumerate(frames):
+        Rr = rot(a, fr[3]) @ rot(b, fr[4]) @ rot(c, fr[5])
+        Rs = rot(a, fr[6]) @ rot(b, fr[7]) @ rot(c, fr[8])
+        root = np.array(fr[:3], float)
+        np.testing.assert_allclose(p[t], np.stack([root, root + Rr @ up, root + Rr @ up + Rr @ Rs @ x]), atol=1e-9)
+    # by hand, ZXY frame 1: R_z(90) R_x(90) takes (0,1,0) to (0,0,1); S adds R_y(90): x -> (0,0,-1) -> R_x (0,1,0) -> R_z (-1,0,0)
+    if order == "ZXY":
+        np.testing.assert_allclose(p[1], [[0, 0, 0], [0, 0, 1], [-1, 0, 1]], atol=1e-9)
+    assert M.read_bvh(f).fps == pytest.approx(120, rel=1e-3)
+
+
+def test_bad_files_name_file_and_line(tmp_path):
+    good = chain("ZXY", [[0] * 9, [0] * 9])
+    cases = {"offset.bvh": (good.replace("OFFSET 0 1 0", "OFFSET 0 1"), ":9:"),     # "CHANNELS" (line 9) where a number belongs
+             "frames.bvh": (good.replace("Frames: 2", "Frames: 3"), ":20:"),
+             "short.bvh": (good.rstrip("\n").rsplit(" ", 1)[0] + "\n", ":20:"),
+             "word.bvh": (good.replace("0 0 0 0 0 0 0 0 0\n", "0 0 0 0 0 0 0 0 x\n", 1), ":19:"),
+             "nohier.bvh": ("ROOT R\n" + good, ":1:")}
+    for name, (text, line) in cases.items():
+        f = tmp_path / name; f.write_text(text)
+        with pytest.raises(M.BVHError, match=rf"{name}{line} ") as e:
+            M.read_bvh(f)
+        assert "\n" not in str(e.value) and isinstance(e.value, UsageError)
+    (tmp_path / "bin.bvh").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(M.BVHError, match=r"bin\.bvh:1: not a text file"):
+        M.read_bvh(tmp_path / "bin.bvh")
+
+
+@pytest.fixture(scope="module")
+def body():
+    return load_body_model("open", dtype=torch.float64)
+
+
+def test_body_take_round_trip_within_a_centimetre(tmp_path, body):
+    pose, _ = JointLimitSampler(spread=0.6).sample(24, torch.Generator().manual_seed(7))
+    pose = pose.double(); betas = torch.zeros(24, 10, dtype=torch.float64)
+    truth = M.body_joints(body, pose, betas)
+    sk, motion = M.body_to_bvh(body, pose, betas[0], order="XYZ")
+    f = M.write_bvh(tmp_path / "take.bvh", sk, motion, 1 / 12)
+    take = M.read_bvh(f)
+    pos, _ = M.forward_kinematics(take)
+    order = [take.skeleton.index(n) for n in SMPL_JOINT_NAMES]
+    np.testing.assert_allclose(pos[:, order] * 0.01, truth.numpy(), atol=1e-6)
+    fit, kept = M.retarget_bvh(take, body, corr="smpl", target_fps=12, min_change=0)
+    assert len(kept) == 24
+    err = (M.body_joints(body, fit.pose, fit.betas) - truth).norm(dim=-1).mean(1)
+    assert err.mean() < 0.01, f"mean joint error {err.mean() * 1000:.1f} mm"
+    assert fit.scale.mean().item() == pytest.approx(0.01, rel=0.01)        # centimetres found to be centimetres
+
+
+def test_cmu_layout_take_to_pose_file(tmp_path, body):
+    sk = M.cmu_like_skeleton(body, unit=0.0564)
+    rng = np.random.default_rng(0)
+    motion = np.zeros((240, sk.n_channels)); motion[:, 1] = 17.7
+    motion[:, 6:] = np.cumsum(rng.normal(0, 0.4, (240, sk.n_channels - 6)), 0).clip(-20, 20)  # a slow random wander
+    M.write_bvh(tmp_path / "01_01.bvh", sk, motion)
+    fit, kept = M.retarget_bvh(tmp_path / "01_01.bvh", body, steps=150)
+    assert 1 < len(kept) <= 24 and (np.diff(kept) >= 10).all()               # about 12 of 120 frames a second, or fewer
+    assert fit.error.max() < 0.03 and fit.angle.mean() < 5
+    assert fit.scale.mean().item() == pytest.approx(0.0564, rel=0.03)
+    out = M.save_retargeted(tmp_path / "cmu.npz", [("01/01_01.bvh", fit, kept)])
+    for ps in (read_pose_npz(out), read_poses(out)):
+        assert ps.poses.shape == (len(kept), 72) and ps.betas.shape == (len(kept), 10)
+    with pytest.raises(UsageError, match="has no joint 'LeftUpLeg'"):
+        M.retarget_bvh(M.parse_bvh(chain("ZXY", [[0] * 9]), "c.bvh"), body)
