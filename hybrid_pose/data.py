@@ -6,7 +6,9 @@
 from __future__ import annotations
 import json, logging, os, re, tempfile
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,29 +24,29 @@ from .camera import crop_pixels_to_image, crop_to_pixels, image_to_crop_pixels, 
 from .render import PART_NAMES
 
 log = logging.getLogger("hybrid_pose")
-from .cli import UsageError
+from .base import UsageError
 
 # %% auto #0
-__all__ = ['log', 'SOURCES', 'CROP_SIZE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LSP_BONES', 'GET_COMMANDS', 'JOINTS_LAYOUTS',
-           'IMAGE_RE', 'MASK_RE', 'PARTS_RE', 'LSP_TRAIN', 'LSP_VAL', 'SYNTHETIC_VAL_FRACTION', 'ANNOTATES_OCCLUDED',
-           'PART_FLIP', 'DataError', 'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout', 'source_layout',
-           'parse_dataset', 'split_numbers', 'Record', 'find_records', 'keypoint_center', 'crop_params', 'crop_image',
-           'crop_labels', 'crop_keypoints', 'crop_to_image', 'flip_joints3d', 'read_truth3d', 'part_labels',
-           'normalize_image', 'denormalize_image', 'EpochSampler', 'PoseDataset', 'collate_skip_none', 'seed_worker',
-           'make_loader', 'show_sample']
+__all__ = ['log', 'CROP_SIZE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LSP_BONES', 'JOINTS_LAYOUTS', 'IMAGE_RE', 'MASK_RE', 'PARTS_RE',
+           'LSP_TRAIN', 'LSP_VAL', 'SYNTHETIC_VAL_FRACTION', 'SOURCE_REGISTRY', 'SOURCE_KINDS', 'UPI_S1H_GET',
+           'SOURCES', 'ANNOTATES_OCCLUDED', 'GET_COMMANDS', 'MAX_IMAGE_PIXELS', 'PART_FLIP', 'COCO_KEYPOINTS',
+           'COCO_TO_LSP', 'COCO_HEAD', 'HEAD_TOP_FACTOR', 'COCO_MIN_VISIBLE', 'COCO_BOX_FACTOR', 'COCO_VAL_EVERY',
+           'COCO_EXPECTED', 'DataError', 'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout', 'Source',
+           'fixed_split', 'tail_split', 'fraction_split', 'UnknownSource', 'register_source', 'get_source',
+           'parse_dataset', 'RegistryView', 'source_layout', 'split_numbers', 'Record', 'find_records',
+           'keypoint_center', 'crop_params', 'crop_image', 'crop_labels', 'crop_keypoints', 'crop_to_image',
+           'flip_joints3d', 'read_truth3d', 'part_labels', 'normalize_image', 'denormalize_image', 'EpochSampler',
+           'PoseDataset', 'coco_to_lsp', 'coco_split', 'rasterize_segmentation', 'CocoSource', 'coco_source',
+           'collate_skip_none', 'seed_worker', 'make_loader', 'show_sample']
 
 # %% ../nbs/06_data.ipynb #451df392
-SOURCES = ("lsp", "lspet", "synthetic")  # the image sources a `dataset` string can join with "+"
 CROP_SIZE = 224  # side of the network's input crop, pixels
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ResNet-50 weights expect (x/255 - mean) / std
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # PART_NAMES (render.PART_NAMES): UPi-S1h part ids 0-6; 255 = unlabelled
 LSP_BONES = [(0, 1), (1, 2), (3, 4), (4, 5), (6, 7), (7, 8), (9, 10), (10, 11), (2, 3), (8, 12), (9, 12), (12, 13),
              (2, 8), (3, 9)]  # pairs of LSP joints drawn as a skeleton
-GET_COMMANDS = {"lsp": "python data_scripts/get_lsp.py --data-root {root}",
-                "lspet": "python data_scripts/get_lspet.py --data-root {root}",
-                "upi-s1h": "python data_scripts/get_upi_s1h.py --data-root {root}",
-                "synthetic": "python -m hybrid_pose.synthetic --out {root}/synthetic"}
+
 
 # %% ../nbs/06_data.ipynb #e35c08a6
 class DataError(UsageError):   # a ValueError the command line reports in one line
@@ -159,10 +161,10 @@ def scan_numbered(folders, # a folder or a list of folders (missing ones are ign
 # %% ../nbs/06_data.ipynb #feb31533
 @dataclass
 class SourceLayout:
-    "Where one source's files live under `data_root` (the layout in the README and this notebook)."
-    name: str # "lsp", "lspet" or "synthetic"
+    "Where one source's files live under `data_root` (`Source.layout`; read by the readers and by `datacheck`)."
+    name: str # the source's name, e.g. "lsp"
     images: Path # folder of imNNNN.jpg/.png
-    joints: Path # its joints.mat
+    joints: Path # its joints.mat (a COCO source: its annotations.json)
     joints_layout: str # "lsp" or "lspet" (see `read_joints`)
     mask_dirs: list # folders searched for imNNNN_segmentation.png / imNNNN_part_segmentation.png
     digits: int # digits in its file names (for messages)
@@ -171,89 +173,195 @@ class SourceLayout:
     split_file: Path|None = None # optional split.json
     truth3d: Path|None = None # its 3D truth (`read_truth3d`), if the source has any
 
-def source_layout(data_root, # the folder holding lsp/, lspet/, upi-s1h/, synthetic/
-                  source: str, # "lsp", "lspet" or "synthetic"
-                 ) -> SourceLayout:
-    "The paths of one source under `data_root`."
-    root = Path(data_root)
-    cmd = {k: v.format(root=root) for k, v in GET_COMMANDS.items()}
-    if source == "lsp":
-        return SourceLayout("lsp", root / "lsp/images", root / "lsp/joints.mat", "lsp", [root / "upi-s1h/data/lsp"],
-                            4, cmd["lsp"], cmd["upi-s1h"])
-    if source == "lspet":
-        return SourceLayout("lspet", root / "lspet/images", root / "lspet/joints.mat", "lspet",
-                            [root / "upi-s1h/data/lsp_extended"], 5, cmd["lspet"], cmd["upi-s1h"])
-    if source == "synthetic":
-        s = root / "synthetic"
-        return SourceLayout("synthetic", s / "images", s / "joints.mat", "lsp", [s / "masks", s, s / "images"], 4,
-                            cmd["synthetic"], cmd["synthetic"], s / "split.json", s / "truth.npz")
-    raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+@dataclass(frozen=True)
+class Source:
+    "One image source: its files under `data_root`, what it annotates, its split and the command that gets it."
+    name: str # what a `dataset` string calls it, e.g. "lsp"
+    folder: str # its folder under data_root, holding images/ and joints.mat
+    split_rule: object # (numbers, split, n_joints, holdout) -> the numbers of split "train" or "val" (`fixed_split`, ...)
+    joints_layout: str = "lsp" # "lsp" (3×14×N, flag 1 = occluded) or "lspet" (14×3×N, flag 1 = visible): `read_joints`
+    mask_dirs: tuple = ("{folder}/masks",) # folders under data_root searched for silhouettes and part masks
+    digits: int = 4 # digits of its file numbers (im0001: 4)
+    get: str = "" # the command that (re)creates its images and joints ("{root}": the data_root)
+    get_masks: str = "" # the command that (re)creates its masks ("": `get`)
+    annotates_occluded: bool = True # occluded joints have real coordinates (LSPe's are placeholders: PCK counts visible ones)
+    silhouettes: bool = True # it has silhouettes (for MR and the silhouette metrics)
+    parts: bool = False # it has six-part masks
+    truth3d: str|None = None # its 3D joints under data_root (`read_truth3d`); None: no 3D truth (NaN rows)
+    split_file: str|None = None # a split.json under data_root that overrides `split_rule` when it exists
+    unmasked: str|None = None # images without a silhouette are left out by design, counted under this reason (None: bad data)
 
-def parse_dataset(dataset: str, # "lsp", "lsp+lspet", "synthetic", ... (sources joined by "+")
-                 ) -> list: # the sources, in order
-    "Split a dataset string into its sources, checking each."
-    parts = [s.strip().lower() for s in dataset.split("+") if s.strip()]
-    bad = [s for s in parts if s not in SOURCES]
-    if bad or not parts:
-        raise ValueError(f"unknown dataset {dataset!r}: expected sources from {SOURCES} joined by '+', "
-                         "e.g. 'lsp', 'lsp+lspet' (the paper's training set) or 'synthetic'")
-    return list(dict.fromkeys(parts))
+    def layout(self, data_root) -> SourceLayout: # the paths of this source under `data_root`
+        root = Path(data_root)
+        sub = lambda p: root / p.format(folder=self.folder)
+        return SourceLayout(self.name, root / self.folder / "images", root / self.folder / "joints.mat", self.joints_layout,
+                            [sub(d) for d in self.mask_dirs], self.digits, self.get.format(root=root),
+                            (self.get_masks or self.get).format(root=root),
+                            sub(self.split_file) if self.split_file else None, sub(self.truth3d) if self.truth3d else None)
+
+    def split_numbers(self, numbers, # image numbers found on disk
+                      split: str, # "train", "val" or "all"
+                      n_joints: int|None = None, # entries in its joints.mat (some rules cut by it)
+                      split_file=None, # a split.json {"train": [...], "val": [...]}, used if it exists
+                      holdout: int = 0, # a rule's optional held-out tail (LSPe's `lspet_val`)
+                     ) -> list: # the numbers of `split`, ascending
+        "The image numbers of this source that belong to `split`."
+        numbers = sorted(set(int(n) for n in numbers))
+        if split not in ("train", "val", "all"): raise ValueError(f"split must be 'train', 'val' or 'all'; got {split!r}")
+        if split == "all": return numbers
+        if split_file is not None and Path(split_file).is_file():
+            try: keep = set(int(n) for n in json.loads(Path(split_file).read_text())[split])
+            except Exception as e:
+                raise DataError(split_file, f"is not a valid split file ({type(e).__name__}: {e})",
+                                '{"train": [image numbers], "val": [image numbers]}', "fix or delete it", "bad split file") from None
+        else: keep = set(self.split_rule(numbers, split, n_joints, holdout))
+        return [n for n in numbers if n in keep]
+
 
 # %% ../nbs/06_data.ipynb #a8f96ffb
 LSP_TRAIN, LSP_VAL = range(1, 1001), range(1001, 2001)  # LSP's standard split (image numbers)
 SYNTHETIC_VAL_FRACTION = 0.1  # the last 10 % of the synthetic images validate, unless split.json says otherwise
-# Whether a source gives coordinates for its occluded joints. LSPe does not: 16,675 of its 16,787 occluded joints
-# sit at negative or zero coordinates (placeholders, not positions), so PCK over "all joints" counts only its visible ones.
-ANNOTATES_OCCLUDED = {"lsp": True, "lspet": False, "synthetic": True}
 
-def split_numbers(source: str, # "lsp", "lspet" or "synthetic"
+def fixed_split(numbers, split: str, n_joints=None, holdout: int = 0, *,
+                train=(), val=()): # the image numbers of each split
+    "A split fixed by image number (LSP's: 1-1000 train, 1001-2000 validation)."
+    return train if split == "train" else val
+
+def tail_split(numbers, split: str, n_joints=None, holdout: int = 0):
+    "All images train; the last `holdout` of them validate on request (LSPe: the paper trains on all, `lspet_val`)."
+    total = n_joints if n_joints is not None else (max(numbers) if len(numbers) else 0)
+    cut = total - max(0, int(holdout))
+    return range(1, cut + 1) if split == "train" else range(cut + 1, total + 1)
+
+def fraction_split(numbers, split: str, n_joints=None, holdout: int = 0, *,
+                   fraction: float = SYNTHETIC_VAL_FRACTION): # the share of images (the last ones) that validate
+    "The first (1 - fraction) of `1…N` train, the last `fraction` (at least one) validate."
+    total = n_joints if n_joints is not None else (max(numbers) if len(numbers) else 0)
+    n_val = max(1, round(total * fraction)) if total > 1 else 0
+    return range(1, total - n_val + 1) if split == "train" else range(total - n_val + 1, total + 1)
+
+class UnknownSource(UsageError):
+    "A `dataset` part that names no registered source or kind."
+
+SOURCE_REGISTRY = {}  # name -> Source: every source a `dataset` string can name
+SOURCE_KINDS = {}  # kind -> factory(argument) -> Source, for sources named "kind:ARGUMENT" (e.g. "coco:PATH")
+
+def register_source(source: Source) -> Source:
+    "Add (or replace) a source under its name."
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", source.name):
+        raise ValueError(f"register_source: name {source.name!r} must be lower-case letters, digits, '_' or '-'")
+    SOURCE_REGISTRY[source.name] = source
+    return source
+
+def get_source(name: str, # a registered name ("lsp", any case) or "kind:ARGUMENT" ("coco:PATH/annotations.json")
+              ) -> Source:
+    "The source a `dataset` string's part names, from the live registry."
+    kind, colon, arg = str(name).strip().partition(":")
+    if colon and kind.strip().lower() in SOURCE_KINDS: return SOURCE_KINDS[kind.strip().lower()](arg.strip())
+    if not colon and kind.lower() in SOURCE_REGISTRY: return SOURCE_REGISTRY[kind.lower()]
+    raise UnknownSource(f"unknown source {name!r}: expected one of {', '.join(SOURCE_REGISTRY)}"
+                     + "".join(f", or {k}:ARGUMENT" for k in SOURCE_KINDS))
+
+def parse_dataset(dataset: str, # "lsp", "lsp+lspet", "synthetic", "coco:PATH/annotations.json", ... joined by "+"
+                 ) -> list: # the sources' names, in order
+    "Split a dataset string into its sources' names, checking each against the registry."
+    parts, names, bad = [s.strip() for s in str(dataset).split("+") if s.strip()], [], []
+    for s in parts:
+        try: names.append(get_source(s).name)
+        except UnknownSource: bad.append(s)
+    if bad or not names:
+        raise UsageError(f"unknown dataset {dataset!r}" + (f" (unknown: {', '.join(bad)})" if bad else "")
+                         + f": expected sources from {', '.join(SOURCE_REGISTRY)}"
+                         + "".join(f" (or {k}:ARGUMENT)" for k in SOURCE_KINDS) + " joined by '+', e.g. 'lsp', "
+                         "'lsp+lspet' (the paper's training set), 'synthetic' or 'coco:my/annotations.json'")
+    return list(dict.fromkeys(names))
+
+
+# %% ../nbs/06_data.ipynb #b4a5b296
+UPI_S1H_GET = "python data_scripts/get_upi_s1h.py --data-root {root}"  # the UPi-S1h silhouettes of LSP and LSPe
+register_source(Source("lsp", "lsp", partial(fixed_split, train=LSP_TRAIN, val=LSP_VAL), "lsp", ("upi-s1h/data/lsp",),
+                       4, "python data_scripts/get_lsp.py --data-root {root}", UPI_S1H_GET, parts=True))
+register_source(Source("lspet", "lspet", tail_split, "lspet", ("upi-s1h/data/lsp_extended",), 5,
+                       "python data_scripts/get_lspet.py --data-root {root}", UPI_S1H_GET, annotates_occluded=False,
+                       unmasked="lspet image without a UPi-S1h silhouette"))
+register_source(Source("synthetic", "synthetic", fraction_split, "lsp",
+                       ("{folder}/masks", "{folder}", "{folder}/images"), 4,
+                       "python -m hybrid_pose.synthetic --out {root}/synthetic", parts=True,
+                       truth3d="synthetic/truth.npz", split_file="synthetic/split.json"))
+register_source(Source("lsp_sample", "lsp_sample", partial(fixed_split, train=range(1, 9), val=range(9, 17)), "lsp",
+                       ("{folder}/masks",), 4, "python data_scripts/get_lsp_sample.py --data-root {root}"))
+
+class RegistryView(Mapping):
+    "A live, read-only view of one field of the sources (name -> value); also answers for `kind:ARGUMENT` names."
+    def __init__(self, field: str, # a `Source` attribute, e.g. "annotates_occluded"
+                 extra: dict|None = None, # entries that are not sources (e.g. the UPi-S1h masks' command)
+                ): self.field, self.extra = field, dict(extra or {})
+    def __getitem__(self, name):
+        if name in self.extra: return self.extra[name]
+        try: return getattr(get_source(name), self.field)
+        except UnknownSource: raise KeyError(name) from None
+    def __iter__(self): return iter([*SOURCE_REGISTRY, *self.extra])
+    def __len__(self): return len(SOURCE_REGISTRY) + len(self.extra)
+    def __repr__(self): return f"RegistryView({self.field}: {dict(self)})"
+
+SOURCES = SOURCE_REGISTRY  # name -> Source (a `dataset` string joins these names with "+")
+ANNOTATES_OCCLUDED = RegistryView("annotates_occluded")  # name -> whether occluded joints have real coordinates
+GET_COMMANDS = RegistryView("get", {"upi-s1h": UPI_S1H_GET})  # name -> the command that gets it ("{root}": data_root)
+
+def source_layout(data_root, # the folder holding lsp/, lspet/, upi-s1h/, synthetic/, ...
+                  source: str, # a source's name (see `get_source`)
+                 ) -> SourceLayout:
+    "The paths of one source under `data_root`."
+    return get_source(source).layout(data_root)
+
+def split_numbers(source: str, # a source's name
                   numbers, # image numbers found on disk
                   split: str, # "train", "val" or "all"
-                  n_joints: int|None = None, # entries in the source's joints.mat (synthetic: sets the 90/10 cut)
-                  split_file=None, # synthetic: a split.json {"train": [...], "val": [...]}, used if it exists
-                  lspet_val: int = 0, # LSPe: hold out its last `lspet_val` images for validation (0: the paper's, all train)
+                  n_joints: int|None = None, # entries in the source's joints.mat
+                  split_file=None, # a split.json, used if it exists (default: the source's own, if any, under "data")
+                  lspet_val: int = 0, # the held-out tail of a `tail_split` source (LSPe)
                  ) -> list: # the numbers of `split`, ascending
-    "The image numbers of `source` that belong to `split`."
-    numbers = sorted(set(numbers))
-    if split not in ("train", "val", "all"): raise ValueError(f"split must be 'train', 'val' or 'all'; got {split!r}")
-    if split == "all": return numbers
-    if source == "lsp": keep = LSP_TRAIN if split == "train" else LSP_VAL
-    elif source == "lspet":
-        total = n_joints if n_joints is not None else (max(numbers) if numbers else 0)
-        cut = total - max(0, int(lspet_val))
-        keep = range(1, cut + 1) if split == "train" else range(cut + 1, total + 1)
-    elif split_file is not None and Path(split_file).is_file():
-        try: keep = set(int(n) for n in json.loads(Path(split_file).read_text())[split])
-        except Exception as e:
-            raise DataError(split_file, f"is not a valid split file ({type(e).__name__}: {e})",
-                            '{"train": [image numbers], "val": [image numbers]}', "fix or delete it", "bad split file") from None
-    else:
-        total = n_joints if n_joints is not None else (max(numbers) if numbers else 0)
-        n_val = max(1, round(total * SYNTHETIC_VAL_FRACTION)) if total > 1 else 0
-        keep = range(1, total - n_val + 1) if split == "train" else range(total - n_val + 1, total + 1)
-    keep = set(keep)
-    return [n for n in numbers if n in keep]
+    "The image numbers of `source` that belong to `split` (`Source.split_numbers`)."
+    return get_source(source).split_numbers(numbers, split, n_joints, split_file, lspet_val)
+
 
 # %% ../nbs/06_data.ipynb #07170712
 @dataclass(eq=False)
 class Record:
     "One sample on disk: its files and its keypoints in original-image pixels."
-    source: str # "lsp", "lspet" or "synthetic"
-    number: int # the image number N of imNNNN (joints slice N-1)
+    source: str # its source's name ("lsp", "coco:PATH", ...)
+    number: int # the image number N of imNNNN (joints slice N-1); a COCO source: the annotation's position (1-based)
     image: Path
     keypoints: np.ndarray # (14,3) x, y (original-image pixels), visible 0/1
     mask: Path|None = None # silhouette PNG
     parts: Path|None = None # six-part PNG
+    annotated: np.ndarray|None = None # (14,) bool: joints with real coordinates (None: all 14)
+    center: np.ndarray|None = None # (2,) crop centre, original pixels (None: the centre of the visible keypoints)
+    box: float|None = None # box side at scale 1, original pixels (None: the dataset's `box_px`)
+    segmentation: object = None # COCO polygons or RLE, rasterised as the silhouette (instead of a `mask` file)
+
+MAX_IMAGE_PIXELS = 100_000_000  # larger images are refused (decoding one would take gigabytes)
+
+def _too_large(path, size: tuple|None = None) -> DataError:
+    "An image over `MAX_IMAGE_PIXELS` (`size` (W, H); None: over PIL's decompression-bomb limit, 179 megapixels)."
+    got = f"is {size[0]}×{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} megapixels)" if size else "is over 179 megapixels"
+    return DataError(path, f"{got}: the image is too large",
+                     f"at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels",
+                     "downscale it (and its keypoints and masks by the same factor), or crop the person out", "image too large")
 
 def _header_size(path: Path, what: str, fix: str) -> tuple:
     "(width, height) from the file header, or a DataError naming the file."
     try:
-        with Image.open(path) as im: return im.size
+        with Image.open(path) as im: size = im.size
     except FileNotFoundError:
         raise DataError(path, "does not exist", f"a {what} file", fix, f"missing {what}") from None
+    except Image.DecompressionBombError:
+        raise _too_large(path) from None
     except Exception as e:
         raise DataError(path, f"is not a readable {what} ({type(e).__name__}: {e})", "a PNG or JPEG file", fix,
                         f"corrupt {what}") from None
+    if size[0] * size[1] > MAX_IMAGE_PIXELS: raise _too_large(path, size)
+    return size
 
 def _size_error(mask: Path, mask_size: tuple, image: Path, image_size: tuple, lay: SourceLayout) -> DataError:
     "A mask whose size differs from its image's; an image much larger than its mask is the wrong (full-resolution) release."
@@ -274,7 +382,47 @@ def _check_sizes(rec: Record, lay: SourceLayout):
         w, h = _header_size(p, what, f"re-download the masks (`{lay.get_masks}`)")
         if (w, h) != (W, H): raise _size_error(p, (w, h), rec.image, (W, H), lay)
 
-def find_records(data_root="data", # the folder holding lsp/, lspet/, upi-s1h/, synthetic/
+
+# %% ../nbs/06_data.ipynb #5b3c01a9
+def _numbered_records(self: Source, data_root, split: str, require_mask: bool, report: DataReport, bad,
+                      holdout: int = 0, dataset: str = "") -> list:
+    "The records of a source in the LSP layout: images, joints slice n-1 and masks paired by image number."
+    root, lay, src = Path(data_root), self.layout(data_root), self.name
+    if not lay.images.is_dir() and not lay.joints.exists():                  # a whole source missing: always stop
+        raise DataError(lay.images.parent, f"the {src} data of dataset {dataset or src!r} is not there",
+                        f"{lay.images}/ and {lay.joints}",
+                        f"run `{lay.get}`" + (" (or drop it from `dataset`)" if "+" in dataset else ""), "missing dataset")
+    joints = read_joints(lay.joints, lay.joints_layout, fix=f"run `{lay.get} --force`")
+    images, masks = scan_numbered(lay.images, IMAGE_RE), scan_numbered(lay.mask_dirs, MASK_RE)
+    parts = scan_numbered(lay.mask_dirs, PARTS_RE)
+    beyond = [n for n in images if n > len(joints)]
+    if beyond:
+        raise DataError(lay.joints, f"holds joints for {len(joints)} images, but {lay.images} has {len(beyond)} more "
+                        f"(im {_ranges(beyond)})", "an entry for every image (a joints.mat of the same release)",
+                        f"run `{lay.get} --force`", "short joints")
+    out = []
+    for n in self.split_numbers(set(images) | set(masks), split, len(joints), lay.split_file, holdout):
+        name = f"im{n:0{lay.digits}d}"
+        if n not in images:
+            bad(DataError(masks[n], "has no image", f"{lay.images / name}.jpg", f"run `{lay.get}`, or delete the mask",
+                          "missing image")); continue
+        if n not in masks:
+            if not require_mask: report.unmasked[src] += 1
+            elif self.unmasked:
+                report.excluded[self.unmasked] += 1; continue
+            else:
+                bad(DataError(images[n], "has no silhouette", f"{lay.mask_dirs[0] / name}_segmentation.png",
+                              f"run `{lay.get_masks}`, or pass require_mask=False (an objective without MR)",
+                              "missing mask")); continue
+        kp = joints[n - 1]
+        out.append(Record(src, n, images[n], kp, masks.get(n), parts.get(n),
+                          annotated=np.ones(14, bool) if self.annotates_occluded else kp[:, 2] > 0))
+    return out
+Source.records = _numbered_records   # a source in another layout overrides `records` (see `CocoSource`)
+
+
+# %% ../nbs/06_data.ipynb #34d2d5e6
+def find_records(data_root="data", # the folder holding lsp/, lspet/, upi-s1h/, synthetic/, ...
                  dataset: str = "lsp+lspet", # sources joined by "+" (see `parse_dataset`)
                  split: str = "train", # "train", "val" or "all"
                  require_mask: bool = True, # True: only images with a silhouette (the paper's split, for MR); False: every annotated image
@@ -282,52 +430,29 @@ def find_records(data_root="data", # the folder holding lsp/, lspet/, upi-s1h/, 
                  check_files: bool = True, # open every image/mask header now (catches unreadable files, size mismatches)
                  lspet_val: int = 0, # hold out LSPe's last `lspet_val` images as its "val" split (0: the paper's, none)
                 ) -> tuple: # (list of `Record`, `DataReport`)
-    "Pair the images, joints and masks of `dataset`/`split` by image number; skip (or, if `strict`, raise on) bad samples."
+    "The records of every source of `dataset`/`split` (`Source.records`); skip (or, if `strict`, raise on) bad samples."
     root, report, records = Path(data_root), DataReport(), []
     def bad(err: DataError):
         if strict: raise err
         report.skip(err)
-    for src in parse_dataset(dataset):
-        lay = source_layout(root, src)
-        if not lay.images.is_dir() and not lay.joints.exists():              # a whole source missing: always stop
-            raise DataError(lay.images.parent, f"the {src} data of dataset {dataset!r} is not there",
-                            f"{lay.images}/ and {lay.joints}",
-                            f"run `{lay.get}`" + (" (or drop it from `dataset`)" if "+" in dataset else ""), "missing dataset")
-        joints = read_joints(lay.joints, lay.joints_layout, fix=f"run `{lay.get} --force`")
-        images, masks = scan_numbered(lay.images, IMAGE_RE), scan_numbered(lay.mask_dirs, MASK_RE)
-        parts = scan_numbered(lay.mask_dirs, PARTS_RE)
-        beyond = [n for n in images if n > len(joints)]
-        if beyond:
-            raise DataError(lay.joints, f"holds joints for {len(joints)} images, but {lay.images} has {len(beyond)} more "
-                            f"(im {_ranges(beyond)})", "an entry for every image (a joints.mat of the same release)",
-                            f"run `{lay.get} --force`", "short joints")
-        for n in split_numbers(src, set(images) | set(masks), split, len(joints), lay.split_file, lspet_val):
-            name = f"im{n:0{lay.digits}d}"
-            if n not in images:
-                bad(DataError(masks[n], "has no image", f"{lay.images / name}.jpg", f"run `{lay.get}`, or delete the mask",
-                              "missing image")); continue
-            if n not in masks:
-                if not require_mask: report.unmasked[src] += 1
-                elif src == "lspet":
-                    report.excluded["lspet image without a UPi-S1h silhouette"] += 1; continue
-                else:
-                    bad(DataError(images[n], "has no silhouette", f"{lay.mask_dirs[0] / name}_segmentation.png",
-                                  f"run `{lay.get_masks}`, or pass require_mask=False (an objective without MR)",
-                                  "missing mask")); continue
-            rec = Record(src, n, images[n], joints[n - 1], masks.get(n), parts.get(n))
+    sources = [get_source(s) for s in parse_dataset(dataset)]
+    for src in sources:
+        lay = src.layout(root)
+        for rec in src.records(root, split, require_mask, report, bad, lspet_val, dataset):
             if check_files:
                 try: _check_sizes(rec, lay)
                 except DataError as e:
                     bad(e); continue
-            records.append(rec); report.found[src] += 1
+            records.append(rec); report.found[src.name] += 1
     if not records:
-        cmds = "; ".join(f"`{source_layout(root, s).get}`" for s in parse_dataset(dataset))
+        cmds = list(dict.fromkeys(c for s in sources for c in (s.layout(root).get, s.layout(root).get_masks) if c))
         summary = "; ".join(line.strip() for line in str(report).splitlines())       # one line
         raise DataError(root, f"holds no usable {dataset!r} {split!r} samples ({summary})",
-                        "the layout data_root/{lsp,lspet,upi-s1h,synthetic}/ (lsp/, lspet/, upi-s1h/, synthetic/)",
-                        f"run {cmds} and `{GET_COMMANDS['upi-s1h'].format(root=root)}`, then "
+                        "the layout of `data.SOURCES` (" + ", ".join(f"{s.folder}/" for s in sources) + ")",
+                        "run " + " and ".join(f"`{c}`" for c in cmds) + ", then "
                         f"`python data_scripts/verify_data.py --data-root {root}`", "empty")
     return records, report
+
 
 # %% ../nbs/06_data.ipynb #a8c0a0a9
 def keypoint_center(keypoints, # (14,3) x, y (original-image pixels), visible
@@ -343,9 +468,10 @@ def crop_params(keypoints, # (14,3) x, y (original-image pixels), visible
                 jitter: int = 20, # centre shift, integer px per axis, uniform in [-jitter, jitter]
                 scale: tuple = (0.8, 1.23), # s ~ U(scale); the box side is box_px / s
                 flip: float = 0.5, # probability of a horizontal flip
+                center=None, # (2,) the unjittered centre, original pixels (default: `keypoint_center`)
                ) -> tuple: # (centre (2,) and box side in original pixels, flipped)
     "The crop of one sample (the authors' augmentation): centre of the visible joints, jittered, box side `box_px/s`, a flip."
-    c = keypoint_center(keypoints)
+    c = keypoint_center(keypoints) if center is None else np.asarray(center, dtype=np.float64)
     if rng is None: return c, float(box_px), False
     c = c + rng.integers(-jitter, jitter + 1, size=2)
     s = rng.uniform(*scale)
@@ -498,8 +624,12 @@ def denormalize_image(img: Tensor, # (...,3,H,W) ImageNet-normalised
 def _open_rgb(path: Path, fix: str) -> Image.Image:
     "Decode an image to RGB, or raise a DataError naming it."
     try:
-        im = Image.open(path); im.load()
+        im = Image.open(path)
+        if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS: raise _too_large(path, im.size)
+        im.load()
         return im if im.mode == "RGB" else im.convert("RGB")
+    except DataError: raise
+    except Image.DecompressionBombError: raise _too_large(path) from None
     except Exception as e:
         raise DataError(path, f"cannot be decoded ({type(e).__name__}: {e})", "a complete JPEG or PNG image", fix,
                         "corrupt image") from None
@@ -556,10 +686,10 @@ class EpochSampler(Sampler):
 
 # %% ../nbs/06_data.ipynb #3c8860ba
 class PoseDataset(Dataset):
-    "LSP / LSPe / synthetic people as 224-px crops with keypoints and masks: augmented as the authors did, or deterministic."
+    "The people of any registered sources as 224-px crops with keypoints, masks and 3D truth: augmented as the authors did, or deterministic."
     def __init__(self,
                  data_root="data", # the folder holding lsp/, lspet/, upi-s1h/, synthetic/
-                 dataset: str = "lsp+lspet", # "lsp", "lsp+lspet" (the paper's), "synthetic", or other "+"-joined sources
+                 dataset: str = "lsp+lspet", # "lsp", "lsp+lspet" (the paper's), "synthetic", "coco:PATH/annotations.json", ... joined by "+"
                  split: str = "train", # "train", "val" or "all"
                  augment: bool|None = None, # random jitter, scale and flip; default: split == "train"
                  seed: int = 0, # with (epoch, index) fixes every random choice
@@ -582,11 +712,12 @@ class PoseDataset(Dataset):
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.lspet_val = lspet_val
         self.records, self.report = find_records(data_root, dataset, split, require_mask, strict, check_files, lspet_val=lspet_val)
+        self.sources = {s: get_source(s) for s in parse_dataset(dataset)}  # name -> Source
         self.has_parts = any(r.parts is not None for r in self.records)
         self.truth3d = {}                                               # source -> {number: (14,3) metres}
-        for src in {r.source for r in self.records}:
-            lay = source_layout(self.data_root, src)
-            if lay.truth3d is not None and lay.truth3d.is_file(): self.truth3d[src] = read_truth3d(lay.truth3d, f"run `{lay.get}`")
+        for name, src in self.sources.items():
+            lay = src.layout(self.data_root)
+            if lay.truth3d is not None and lay.truth3d.is_file(): self.truth3d[name] = read_truth3d(lay.truth3d, f"run `{lay.get}`")
         self.epoch = 0
 
     def __len__(self): return len(self.records)
@@ -612,10 +743,17 @@ class PoseDataset(Dataset):
     def crop_of(self, index: int, epoch: int = 0) -> tuple:
         "The crop (centre, box side, flipped) of sample `index` in `epoch` (the same in every process)."
         rng = np.random.default_rng((self.seed, epoch, index)) if self.augment else None
-        return crop_params(self.records[index].keypoints, rng, self.box_px, self.jitter, self.scale, self.flip)
+        rec = self.records[index]
+        box, jitter = self._box(rec)
+        return crop_params(rec.keypoints, rng, box, jitter, self.scale, self.flip, center=rec.center)
+
+    def _box(self, rec: Record) -> tuple:
+        "(box side at scale 1, centre jitter in px) of `rec`: the dataset's, or scaled to the record's own person box."
+        if rec.box is None: return self.box_px, self.jitter
+        return float(rec.box), int(round(self.jitter * rec.box / self.box_px))
 
     def _fixes(self, rec: Record) -> tuple:
-        lay = source_layout(self.data_root, rec.source)
+        lay = self.sources[rec.source].layout(self.data_root)
         return f"re-download the images (`{lay.get}`)", f"re-download the masks (`{lay.get_masks}`)"
 
     def _open(self, index: int) -> dict:
@@ -626,11 +764,12 @@ class PoseDataset(Dataset):
                    mask=None if rec.mask is None else _open_labels(rec.mask, "silhouette", fix_mask),
                    parts=None if rec.parts is None else _open_labels(rec.parts, "part mask", fix_mask))
         W, H = out["image"].size
+        if rec.segmentation is not None: out["mask"] = rasterize_segmentation(rec.segmentation, (W, H), rec.image)
         for k, p in (("mask", rec.mask), ("parts", rec.parts)):
             if out[k] is not None and out[k].size != (W, H):
-                raise _size_error(p, out[k].size, rec.image, (W, H), source_layout(self.data_root, rec.source))
+                raise _size_error(p, out[k].size, rec.image, (W, H), self.sources[rec.source].layout(self.data_root))
         if out["mask"] is not None and out["mask"].getbbox() is None:
-            raise DataError(rec.mask, "is empty (no pixel > 0)", "a silhouette with foreground pixels",
+            raise DataError(rec.mask or f"{rec.image} (its segmentation)", "is empty (no pixel > 0)", "a silhouette with foreground pixels",
                             f"{fix_mask}, or pass require_mask=False", "empty mask")
         return out
 
@@ -643,15 +782,16 @@ class PoseDataset(Dataset):
 
     def _region(self, rec: Record, full_size: tuple) -> tuple:
         "(x0, y0, x1, y1): every pixel an augmented or validation crop of `rec` can read."
-        c = keypoint_center(rec.keypoints)
-        half = self.box_px / (2 * min(self.scale[0], 1.)) + self.jitter + 2
+        c = keypoint_center(rec.keypoints) if rec.center is None else np.asarray(rec.center, dtype=np.float64)
+        box, jitter = self._box(rec)
+        half = box / (2 * min(self.scale[0], 1.)) + jitter + 2
         xs, ys = np.array([c[0] - half, c[0] + half]), np.array([c[1] - half, c[1] + half])
         return _window(xs, ys, full_size)
 
     def _arrays(self, index: int, window_of) -> dict:
         "Image and labels covering the crop window (from the cache when it is valid), with their origin and full size."
         rec = self.records[index]
-        path = None if self.cache_dir is None else self.cache_dir / rec.source / f"im{rec.number:05d}.npz"
+        path = None if self.cache_dir is None else self.cache_dir / re.sub(r"[^\w.-]+", "_", rec.source) / f"im{rec.number:05d}.npz"
         if path is not None and path.is_file():
             try:
                 with np.load(path, allow_pickle=False) as z:
@@ -710,10 +850,12 @@ class PoseDataset(Dataset):
         if self.has_parts:
             sample["parts"] = (torch.from_numpy(part_labels(crop_labels(a["parts"], center, box, **kw), flipped))
                                if a["parts"] is not None else torch.full((S, S), 255, dtype=torch.uint8))
+        ann = np.ones(14, bool) if rec.annotated is None else np.asarray(rec.annotated, bool)
         sample["meta"] = dict(index=torch.tensor(index), number=torch.tensor(rec.number), source=rec.source,
                               center=torch.tensor(center, dtype=torch.float32), box_size=torch.tensor(box, dtype=torch.float32),
                               flipped=torch.tensor(flipped), image_size=torch.tensor(a["full_size"]),
                               has_mask=torch.tensor(a["mask"] is not None), has_parts=torch.tensor(a["parts"] is not None),
+                              annotated=torch.from_numpy(ann[LSP_FLIP] if flipped else ann),
                               epoch=torch.tensor(epoch))
         return sample
 
@@ -726,6 +868,191 @@ class PoseDataset(Dataset):
             self.report.skip(e)
             log.warning("skipping sample %d: %s", index, e)
             return None
+
+# %% ../nbs/06_data.ipynb #e2d4fc27
+COCO_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+                  "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                  "right_knee", "left_ankle", "right_ankle")  # COCO's 17 person keypoints, in its order
+COCO_TO_LSP = (16, 14, 12, 11, 13, 15, 10, 8, 6, 5, 7, 9)  # LSP joints 0-11 (R ankle … L wrist) as COCO keypoint indices
+COCO_HEAD = (0, 3, 4)  # nose and ears: the head top is extrapolated from the shoulders' midpoint through their mean
+HEAD_TOP_FACTOR = 1.7  # head top = M + 1.7 (C - M), M the shoulders' midpoint, C the mean of the labelled head points
+COCO_MIN_VISIBLE = 6  # a person needs this many visible (v = 2) LSP joints to become a sample
+COCO_BOX_FACTOR = 224 / 150  # crop box side at scale 1 = this × the longer side of `bbox` (LSP: 150-px people, 224-px box)
+COCO_VAL_EVERY = 10  # images whose id is a multiple of this validate; the others train
+
+def coco_to_lsp(kp, # (17,3) or (51,) COCO keypoints: x, y (pixels), v (0 missing, 1 occluded, 2 visible)
+               ) -> np.ndarray: # (14,3) float32 LSP joints: x, y (0, 0 where missing), v with COCO's meaning
+    "Map COCO's 17 keypoints to LSP's 14: twelve directly, the neck and the head top derived."
+    kp = np.asarray(kp, dtype=np.float64).reshape(17, 3)
+    out = np.zeros((14, 3))
+    out[:12] = kp[list(COCO_TO_LSP)]
+    sh = kp[[5, 6]]
+    if (sh[:, 2] > 0).all():
+        m = sh[:, :2].mean(0)
+        out[12] = (*m, sh[:, 2].min())
+        head = kp[list(COCO_HEAD)]
+        head = head[head[:, 2] > 0]
+        if len(head): out[13] = (*(m + HEAD_TOP_FACTOR * (head[:, :2].mean(0) - m)), head[:, 2].max())
+    out[out[:, 2] == 0, :2] = 0
+    return out.astype(np.float32)
+
+def coco_split(numbers, split: str, n_joints=None, holdout: int = 0) -> list: # the image ids of `split`
+    "COCO images by id: multiples of `COCO_VAL_EVERY` validate, the rest train (90/10)."
+    return [n for n in numbers if (n % COCO_VAL_EVERY == 0) == (split == "val")]
+
+
+# %% ../nbs/06_data.ipynb #3807902e
+def _rle_counts(s: str) -> list: # run lengths
+    "Decode COCO's compressed RLE string (pycocotools' `rleFrString`): 5-bit groups, deltas from the count two back."
+    counts, p = [], 0
+    while p < len(s):
+        x = k = 0; more = True
+        while more:
+            c = ord(s[p]) - 48
+            x |= (c & 0x1f) << (5 * k); more = bool(c & 0x20); p += 1; k += 1
+            if not more and c & 0x10: x |= -1 << (5 * k)
+        if len(counts) > 2: x += counts[-2]
+        counts.append(x)
+    return counts
+
+def rasterize_segmentation(seg, # COCO polygons [[x1, y1, x2, y2, ...], ...] (pixels) or RLE {"size": [h, w], "counts": ...}
+                           size: tuple, # (W, H) of the image
+                           where="segmentation", # what to name in an error
+                          ) -> Image.Image: # mode "L": 255 inside, 0 outside
+    "A COCO `segmentation` as a silhouette the size of its image."
+    W, H = size
+    if isinstance(seg, dict):
+        h, w = (int(v) for v in seg["size"])
+        if (w, h) != (W, H):
+            raise DataError(where, f"its RLE segmentation is {w}×{h} pixels but the image is {W}×{H}", "the image's size",
+                            "fix the annotation's segmentation", "size mismatch")
+        counts = _rle_counts(seg["counts"]) if isinstance(seg["counts"], str) else [int(c) for c in seg["counts"]]
+        flat, pos = np.zeros(h * w, np.uint8), 0
+        for i, c in enumerate(counts):
+            if i % 2: flat[pos:pos + c] = 255
+            pos += c
+        return Image.fromarray(np.ascontiguousarray(flat.reshape(w, h).T))   # column-major runs
+    mask = np.zeros((H, W), bool)
+    for poly in seg: mask |= _fill_polygon(np.asarray(poly, np.float64).reshape(-1, 2), (H, W))
+    return Image.fromarray(mask.astype(np.uint8) * 255)
+
+def _fill_polygon(xy: np.ndarray, # (N,2) corners x, y in pixels (corner convention: pixel (c, r) covers [c, c+1)×[r, r+1))
+                  shape: tuple, # (H, W)
+                 ) -> np.ndarray: # (H,W) bool: the pixels whose centre lies inside (even-odd rule), row by row
+    "Scan-convert one polygon at pixel centres."
+    H, W = shape
+    out = np.zeros((H, W), bool)
+    (x0, y0), (x1, y1) = xy.T, np.roll(xy, -1, 0).T
+    rows = np.arange(max(0, int(np.floor(y0.min()))), min(H, int(np.ceil(y0.max())) + 1))
+    yc = rows[:, None] + .5
+    cross = (y0 <= yc) != (y1 <= yc)                                    # (R,E) edges that the row's centre line crosses
+    with np.errstate(divide="ignore", invalid="ignore"): xi = x0 + (yc - y0) * (x1 - x0) / (y1 - y0)
+    for r, row in enumerate(rows):
+        xs = np.sort(xi[r][cross[r]])
+        for a, b in zip(xs[0::2], xs[1::2]):                            # columns whose centre c + .5 lies in [a, b)
+            out[row, max(0, int(np.ceil(a - .5))):max(0, min(W, int(np.ceil(b - .5))))] = True
+    return out
+
+def _check_segmentation(seg) -> str: # "" when usable, else what is wrong
+    if isinstance(seg, dict):
+        ok = (isinstance(seg.get("size"), list) and len(seg["size"]) == 2 and isinstance(seg.get("counts"), (str, list)))
+        return "" if ok else "an RLE segmentation needs `size` [h, w] and `counts`"
+    if isinstance(seg, list) and seg and all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
+                                             and all(isinstance(v, (int, float)) for v in p) for p in seg): return ""
+    return "segmentation must be polygons (lists of at least 3 x, y pairs) or RLE {size, counts}"
+
+
+# %% ../nbs/06_data.ipynb #f2ae4bf2
+COCO_EXPECTED = "COCO keypoints JSON: images [{id, file_name}], annotations [{image_id, keypoints (51), bbox, segmentation}]"
+
+@dataclass(frozen=True)
+class CocoSource(Source):
+    "Your own images with COCO-format person keypoints: `dataset='coco:PATH/annotations.json'`."
+    path: str = "" # the annotation file as given (absolute, relative to the working folder, or to data_root)
+
+    def file(self, data_root) -> Path: # the annotation file
+        p = Path(self.path).expanduser()
+        return Path(data_root) / p if not p.is_absolute() and not p.exists() and (Path(data_root) / p).exists() else p
+
+    def layout(self, data_root) -> SourceLayout:
+        f = self.file(data_root)
+        fix = f"check the files that {f} names"
+        return SourceLayout(self.name, f.parent, f, "coco", [], 0, fix, fix)
+
+    def _record(self, f: Path, i: int, a, images: dict) -> Record|None:
+        "The record of annotation `i` (1-based), None for a crowd, or a DataError naming the entry."
+        where = f"{f}: annotation {i} (image {a.get('image_id') if isinstance(a, dict) else '?'})"
+        err = lambda problem, expected, kind="bad annotation": DataError(where, problem, expected, "correct or delete the annotation", kind)
+        if not isinstance(a, dict): raise err(f"is a {type(a).__name__}", "an object")
+        kp, box = a.get("keypoints"), a.get("bbox")
+        if not isinstance(kp, list) or len(kp) != 51:
+            raise err(f"keypoints must have 51 numbers; got {len(kp) if isinstance(kp, list) else type(kp).__name__}",
+                      "17 COCO keypoints × (x, y, v)")
+        kp = np.asarray(kp, dtype=np.float64).reshape(17, 3) if all(isinstance(v, (int, float)) for v in kp) else None
+        if kp is None or not np.isfinite(kp).all() or not np.isin(kp[:, 2], (0, 1, 2)).all():
+            raise err("keypoints must be finite numbers with v in 0, 1, 2", "x, y (pixels), v (0 missing, 1 occluded, 2 visible)")
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box) and min(box[2:]) > 0):
+            raise err(f"bbox must be 4 numbers x, y, w, h with w, h > 0; got {box!r}", "the person's box in pixels")
+        seg = a.get("segmentation") or None
+        if seg is not None and _check_segmentation(seg): raise err(_check_segmentation(seg), "the person's outline")
+        name = str(images[a["image_id"]].get("file_name", ""))
+        img = next((p for p in (f.parent / name, f.parent / "images" / name) if name and p.is_file()), None)
+        if img is None:
+            raise DataError(f.parent / name, "does not exist (nor in images/)", f"the image that annotation {i} names",
+                            f"put it beside {f.name} or in {f.parent / 'images'}/", "missing image")
+        j = coco_to_lsp(kp)
+        x, y, w, h = (float(v) for v in box)
+        return Record(self.name, i, img, np.concatenate([j[:, :2], j[:, 2:] == 2], 1).astype(np.float32),
+                      annotated=j[:, 2] > 0, center=np.array([x + w / 2, y + h / 2]), box=COCO_BOX_FACTOR * max(w, h),
+                      segmentation=seg)
+
+
+# %% ../nbs/06_data.ipynb #17ff22fc
+def _coco_records(self: CocoSource, data_root, split: str, require_mask: bool, report: DataReport, bad,
+                  holdout: int = 0, dataset: str = "") -> list:
+    "One record per person annotation of the split's images (see the rules above)."
+    f = self.file(data_root)
+    if not f.is_file():
+        raise DataError(f, "does not exist", COCO_EXPECTED, f"check the path in dataset 'coco:{self.path}' (absolute, "
+                        f"relative to the working folder or to data_root {data_root})", "missing dataset")
+    try: d = json.loads(f.read_text())
+    except Exception as e:
+        raise DataError(f, f"is not readable JSON ({type(e).__name__}: {e})", COCO_EXPECTED, "fix the file", "bad annotation file") from None
+    if not isinstance(d, dict) or not isinstance(d.get("images"), list) or not isinstance(d.get("annotations"), list):
+        raise DataError(f, "has no `images` and `annotations` lists", COCO_EXPECTED, "fix the file", "bad annotation file")
+    images = {}
+    for k, im in enumerate(d["images"]):
+        if not isinstance(im, dict) or not isinstance(im.get("id"), int) or isinstance(im.get("id"), bool):
+            raise DataError(f"{f}: image entry {k}", "has no integer `id`", "{id, file_name, ...}", "fix the file", "bad annotation file")
+        images[im["id"]] = im
+    keep = set(self.split_numbers(list(images), split))
+    out = []
+    for i, a in enumerate(d["annotations"], 1):
+        iid = a.get("image_id") if isinstance(a, dict) else None
+        if isinstance(a, dict) and iid not in images:
+            bad(DataError(f"{f}: annotation {i} (image {iid})", "names an image id that `images` does not list",
+                          "an image_id of `images`", "correct or delete the annotation", "bad annotation")); continue
+        if iid is not None and iid not in keep: continue
+        if isinstance(a, dict) and a.get("iscrowd"): report.excluded["coco crowd annotation"] += 1; continue
+        try: rec = self._record(f, i, a, images)
+        except DataError as e: bad(e); continue
+        if int((rec.keypoints[:, 2] > 0).sum()) < COCO_MIN_VISIBLE:
+            report.excluded[f"coco person with fewer than {COCO_MIN_VISIBLE} visible joints"] += 1; continue
+        if rec.segmentation is None:
+            if not require_mask: report.unmasked[self.name] += 1
+            else: report.excluded[self.unmasked] += 1; continue
+        out.append(rec)
+    return out
+CocoSource.records = _coco_records
+
+def coco_source(path: str, # PATH of "coco:PATH": a COCO keypoint annotation file
+               ) -> CocoSource:
+    "The source `dataset='coco:PATH'` names (registered as the kind 'coco')."
+    if not path: raise UsageError("dataset 'coco:' needs the annotation file: coco:PATH/annotations.json")
+    return CocoSource(f"coco:{path}", "", coco_split, "coco", (), 0, annotates_occluded=False,
+                      unmasked="coco person without a segmentation", path=path)
+SOURCE_KINDS["coco"] = coco_source
+
 
 # %% ../nbs/06_data.ipynb #e5581a2f
 def collate_skip_none(batch: list, # samples from `PoseDataset`; `None` for skipped bad data

@@ -4,6 +4,7 @@
 
 # %% ../nbs/06a_fixtures.ipynb #44e48bd3
 from __future__ import annotations
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ from PIL import Image
 from torch import Tensor
 
 from .render import silhouette
+from .data import COCO_KEYPOINTS, HEAD_TOP_FACTOR
 
 # %% auto #0
-__all__ = ['rasterize_silhouette', 'random_masks', 'write_fake_layout']
+__all__ = ['rasterize_silhouette', 'random_masks', 'write_fake_layout', 'write_fake_coco']
 
 # %% ../nbs/06a_fixtures.ipynb #693719b9
 def rasterize_silhouette(px, # (B,V,2) x, y in pixels, corner convention, e.g. `crop_to_pixels(project(...))`
@@ -170,3 +172,67 @@ def write_fake_layout(data_root, # folder to write into (created; existing files
                                  rng.normal(0, .1, (synthetic, 14, 1))], -1)
             np.savez(s / "truth.npz", joints3d=j3, number=np.arange(1, synthetic + 1), valid=np.ones(synthetic, bool))
     return out
+
+# %% ../nbs/06a_fixtures.ipynb #c114a86e
+_LSP_TO_COCO = (None, None, None, None, None, 9, 8, 10, 7, 11, 6, 3, 2, 4, 1, 5, 0)  # COCO keypoint k <- LSP joint (None: head)
+
+def _rle(mask: np.ndarray, compressed: bool = False) -> dict:
+    "COCO RLE of a (H,W) bool mask: run lengths down the columns, starting with a run of 0s; `compressed`: as a string."
+    flat = np.asarray(mask, bool).T.reshape(-1)
+    edges = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    counts = np.diff(np.r_[0, edges, flat.size]).tolist()
+    if flat[0]: counts = [0] + counts
+    if not compressed: return {"size": list(mask.shape), "counts": counts}
+    s = []
+    for i, x in enumerate(counts):                                   # pycocotools' rleToString
+        if i > 2: x -= counts[i - 2]
+        more = True
+        while more:
+            c = x & 0x1f; x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            s.append(chr((c | 0x20 if more else c) + 48))
+    return {"size": list(mask.shape), "counts": "".join(s)}
+
+def write_fake_coco(folder, # folder to write annotations.json and images/ into (created)
+                    image_ids=(1, 2, 3, 10), # COCO image ids (multiples of 10 are `data`'s validation split)
+                    seed: int = 0,
+                    person_px: float = 150.,
+                    segmentation=("rle", "polygon", "rle_string", None), # per image, cycled: how its person's outline is written
+                   ) -> dict: # image id -> (14,3) LSP joints x, y, visible of its person
+    "Write stick-figure people as a COCO keypoint folder: one person per image, plus a crowd and a sparse annotation."
+    folder, rng, out = Path(folder), np.random.default_rng(seed), {}
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    images, anns = [], []
+    for k, iid in enumerate(image_ids):
+        size = (int(rng.integers(260, 360)), int(rng.integers(280, 380)))
+        img, lab, j = _draw_person(rng, size, person_px)
+        name = f"photo_{iid}.jpg"
+        Image.fromarray(img).save(folder / "images" / name, quality=95)
+        images.append({"id": int(iid), "file_name": name, "width": size[0], "height": size[1]})
+        v = np.where(rng.random(14) > .15, 2, 1)
+        kp = np.zeros((17, 3))
+        for c, l in enumerate(_LSP_TO_COCO):
+            if l is not None: kp[c] = (*j[l], v[l])
+        m = (j[8] + j[9]) / 2                                             # COCO's neck: the shoulders' midpoint
+        head = m + (j[13] - m) / HEAD_TOP_FACTOR                          # so that `data.coco_to_lsp` gives the head top back
+        kp[0], kp[3], kp[4] = (*head, 2), (*(head + (6, 0)), 2), (*(head - (6, 0)), 2)
+        lsp = np.concatenate([j, (v == 2)[:, None]], 1)
+        lsp[12] = (*m, v[8] == 2 and v[9] == 2); lsp[13, 2] = 1
+        out[int(iid)] = lsp
+        ys, xs = np.nonzero(lab)
+        a = {"id": 100 + k, "image_id": int(iid), "category_id": 1, "iscrowd": 0, "num_keypoints": int((kp[:, 2] > 0).sum()),
+             "keypoints": [round(float(x), 2) for x in kp.reshape(-1)],
+             "bbox": [float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min())]}
+        kind = segmentation[k % len(segmentation)]
+        if kind == "polygon":                                             # the silhouette's bounding box, as a polygon
+            x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+            a["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+        elif kind in ("rle", "rle_string"): a["segmentation"] = _rle(lab > 0, kind == "rle_string")
+        anns.append(a)
+    first = anns[0]
+    anns.append(dict(first, id=900, iscrowd=1))                                   # a crowd: left out
+    anns.append(dict(first, id=901, keypoints=[0.] * 51, num_keypoints=0))        # nobody visible: left out
+    (folder / "annotations.json").write_text(json.dumps({"images": images, "annotations": anns,
+        "categories": [{"id": 1, "name": "person", "keypoints": list(COCO_KEYPOINTS), "skeleton": []}]}))
+    return out
+
