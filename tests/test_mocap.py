@@ -99,3 +99,80 @@ def test_cmu_layout_take_to_pose_file(tmp_path, body):
         assert ps.poses.shape == (len(kept), 72) and ps.betas.shape == (len(kept), 10)
     with pytest.raises(UsageError, match="has no joint 'LeftUpLeg'"):
         M.retarget_bvh(M.parse_bvh(chain("ZXY", [[0] * 9]), "c.bvh"), body)
+
+
+# --- data_scripts/get_cmu_mocap.py against a local fake of the pinned repository -------------------------------------
+def _load_script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "data_scripts" / "get_cmu_mocap.py"
+    spec = importlib.util.spec_from_file_location("_get_cmu_mocap", path)
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def fake_repo(tmp_path_factory, body):
+    "A folder laid out like the pinned commit (three takes of subjects 1, 2 and 10), and its tree listing."
+    g = _load_script()
+    root = tmp_path_factory.mktemp("cmu")
+    sk = M.cmu_like_skeleton(body, unit=0.0564)
+    rng = np.random.default_rng(1)
+    tree = [{"path": "README.md", "type": "blob", "sha": "0" * 40, "size": 3}, {"path": "001", "type": "tree", "sha": "1" * 40}]
+    for i, path in enumerate(["001/01_01.bvh", "002/02_01.bvh", "010/10_01.bvh"]):
+        m = np.zeros((60, sk.n_channels)); m[:, 1] = 17.7
+        m[:, 6:] = np.cumsum(rng.normal(0, 0.5, (60, sk.n_channels - 6)), 0).clip(-15, 15)
+        f = M.write_bvh(root / "src" / path, sk, m)
+        tree.append({"path": path, "type": "blob", "sha": g.blob_sha1(f.read_bytes()), "size": f.stat().st_size})
+    (root / "tree.json").write_text(__import__("json").dumps({"sha": "t", "tree": tree, "truncated": False}))
+    return g, root
+
+
+def _args(root, data, *extra):
+    return ["--data-root", str(data), "--listing", (root / "tree.json").as_uri(), "--raw", (root / "src").as_uri() + "/",
+            "--min-takes", "1", "--steps", "60", "--quiet", *extra]
+
+
+def test_get_cmu_mocap_downloads_verifies_and_retargets(fake_repo, tmp_path, capsys):
+    g, root = fake_repo
+    assert g.main(_args(root, tmp_path, "--subjects", "1-10")) == 0
+    out = tmp_path / "cmu_mocap"
+    assert sorted(str(p.relative_to(out / "bvh")) for p in (out / "bvh").rglob("*.bvh")) == ["001/01_01.bvh", "002/02_01.bvh", "010/10_01.bvh"]
+    train, held = read_pose_npz(out / "cmu_train.npz"), read_pose_npz(out / "cmu_heldout.npz")
+    assert len(train) > 0 and len(held) > 0                                    # subject 10 is held out
+    with np.load(out / "cmu_heldout.npz") as z: assert list(z["takes"]) == ["010/10_01.bvh"]
+    before = (out / "cmu_train.npz").read_bytes()
+    (out / "bvh" / "002" / "02_01.bvh").unlink()                               # resumable: only what is missing is fetched
+    assert g.main(_args(root, tmp_path, "--subjects", "1-10")) == 0
+    assert (out / "bvh" / "002" / "02_01.bvh").is_file() and (out / "cmu_train.npz").read_bytes() == before  # fits cached
+
+
+def test_get_cmu_mocap_selection_and_bad_input(fake_repo, tmp_path, capsys):
+    g, root = fake_repo
+    assert g.main(_args(root, tmp_path, "--subjects", "2", "--no-retarget")) == 0
+    assert [p.name for p in (tmp_path / "cmu_mocap" / "bvh").rglob("*.bvh")] == ["02_01.bvh"]
+    assert g.main(_args(root, tmp_path / "b", "--subjects", "all", "--max-files", "2", "--no-retarget")) == 0
+    assert len(list((tmp_path / "b" / "cmu_mocap" / "bvh").rglob("*.bvh"))) == 2
+    capsys.readouterr()
+    for extra, msg in ((["--subjects", "x-3"], "--subjects 'x-3'"), (["--subjects", "50"], "no takes of these subjects"),
+                       (["--max-files", "-1"], "--max-files -1"), (["--commit", "abc"], "--commit 'abc'")):
+        assert g.main(_args(root, tmp_path / "c", *extra)) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err
+    args = _args(root, tmp_path / "d"); args[args.index("--listing") + 1] = (root / "nope.json").as_uri()
+    assert g.main(args) == 2                                                   # a listing that cannot be had
+    assert "tree listing" in capsys.readouterr().err
+    assert g.main(_args(root, tmp_path / "e", "--min-takes", "5")) == 1          # an incomplete layout is refused
+    assert "34e1472e" in capsys.readouterr().err
+
+
+def test_get_cmu_mocap_content_mismatch_is_refused(fake_repo, tmp_path, capsys):
+    g, root = fake_repo
+    import json, shutil
+    src = tmp_path / "src"; shutil.copytree(root / "src", src)
+    f = src / "002" / "02_01.bvh"; f.write_text(f.read_text() + "\n")                             # one byte more than the pinned blob
+    assert g.main(["--data-root", str(tmp_path), "--listing", (root / "tree.json").as_uri(), "--raw", src.as_uri(),
+                   "--min-takes", "1", "--no-retarget", "--quiet"]) == 1
+    assert "02_01.bvh: content does not match the pinned tree" in capsys.readouterr().err
+    assert not (tmp_path / "cmu_mocap" / "bvh" / "002" / "02_01.bvh").exists()
+    assert g.blob_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"   # git hash-object of "hello\n"
