@@ -5,6 +5,7 @@ Standard library only (urllib, zipfile, tarfile, hashlib). What the data must lo
 
 - `fetch(urls, dest)`: try the mirrors in order; download into `dest.part` with HTTP Range requests so an
   interrupted download resumes where it stopped (also for file:// URLs); rename to `dest` only when complete.
+- `check_pinned`: a file whose exact size and SHA-256 are known (the authors' lsp_16.tfrecords).
 - `record_checksum`: SHA-256 and size of every archive, recorded in `downloads/checksums.json` the first time and
   compared afterwards (no public checksums exist for these archives; docs/data.md).
 - `Mirror`, `content_digest`: a download location; one whose bytes cannot be pinned (a GitHub archive is generated on
@@ -164,6 +165,19 @@ def sha256(path: Path) -> str:
     with open(path, "rb") as fh:
         for buf in iter(lambda: fh.read(CHUNK), b""): h.update(buf)
     return h.hexdigest()
+
+
+def check_pinned(path: Path, sha256_hex: str, size: int, what: str):
+    "Check a file whose exact bytes are known (size first: a short file is a truncated download), or a DownloadError."
+    path = Path(path)
+    got = path.stat().st_size
+    if got != size:
+        raise DownloadError(f"{path}: is {got:,} bytes; expected {size:,} ({what}){'; a truncated download?' if got < size else ''} "
+                            "Delete it and download again.")
+    digest = sha256(path)
+    if digest != sha256_hex.lower():
+        raise DownloadError(f"{path}: SHA-256 {digest} differs from the expected {sha256_hex} ({what}). "
+                            "Delete it and download again.")
 
 
 def record_checksum(archive: Path, registry: Path, known: str | None = None, url: str | None = None,

@@ -416,3 +416,114 @@ def test_lspet_github_mirror_verified_by_content(fake, server, tmp_path, capsys)
     assert get_lspet.main(["--data-root", str(tmp_path / "d3"), "--expect-count", "4", "--quiet"], mirrors=bad) == 1
     err = capsys.readouterr().err
     assert "content differs from the pinned one: joints.mat" in err and not (tmp_path / "d3/lspet").exists(), err
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# get_lsp_sample.py: the authors' 16 real LSP images with UPi-S1h silhouettes (lsp_16.tfrecords)
+# ----------------------------------------------------------------------------------------------------------------
+get_sample = _load("get_lsp_sample")
+REAL_SAMPLE = Path("/work/realdata/lsp_16.tfrecords")
+
+
+def _tiny_tfrecord(path: Path, tmp: Path, order=(3, 1, 2)) -> dict:
+    "An lsp_16-format TFRecord of fake people, records in `order` (not by number); {number: (jpeg, png, joints)}."
+    import io
+    from PIL import Image
+    from hybrid_pose.poses import example_bytes, write_tfrecord
+    truth = write_fake_layout(tmp / "src", lsp=(1, 2, 3), lspet=(), seed=4)
+    out, payloads = {}, []
+    for n in order:
+        jpg = (tmp / f"src/lsp/images/im{n:04d}.jpg").read_bytes()
+        buf = io.BytesIO(); Image.open(tmp / f"src/upi-s1h/data/lsp/im{n:04d}_segmentation.png").save(buf, "PNG")
+        j = truth["lsp"][n]
+        W, H = Image.open(io.BytesIO(jpg)).size
+        payloads.append(example_bytes({"image/encoded": [jpg], "image/seg_gt": [buf.getvalue()],
+                                       "image/x": j[:, 0], "image/y": j[:, 1], "image/visibility": j[:, 2].astype(np.int64),
+                                       "image/filename": [f"im{n:04d}.jpg".encode()], "image/width": [W], "image/height": [H],
+                                       "image/center": np.array([W // 2, H // 2])}))
+        out[n] = (jpg, buf.getvalue(), j)
+    write_tfrecord(path, payloads)
+    return out
+
+
+def test_lsp_sample_parser_pairs_by_number(tmp_path):
+    from hybrid_pose import data as D
+    f = tmp_path / "tiny.tfrecords"
+    truth = _tiny_tfrecord(f, tmp_path)
+    sample = get_sample.read_lsp_sample(f)
+    assert sorted(sample) == [1, 2, 3]
+    for n, (jpg, png, j) in truth.items():
+        assert sample[n]["image"] == jpg and sample[n]["mask"] == png and np.allclose(sample[n]["joints"], j, atol=1e-4)
+    expected = {n: (hashlib.sha256(jpg).hexdigest(), hashlib.sha256(png).hexdigest()) for n, (jpg, png, _) in truth.items()}
+    get_sample.verify_sample(sample, expected)
+    swapped = dict(expected); swapped[1], swapped[2] = expected[2], expected[1]
+    with pytest.raises(dl.DownloadError, match="the image of im0001 has SHA-256"):
+        get_sample.verify_sample(sample, swapped)
+    # written in the LSP layout, the registered source reads it back unchanged (joints.mat: flag 1 = occluded)
+    get_sample.write_sample(sample, tmp_path / "data/lsp_sample")
+    assert scipy.io.loadmat(tmp_path / "data/lsp_sample/joints.mat")["joints"].shape == (3, 14, 3)
+    ds = D.PoseDataset(tmp_path / "data", "lsp_sample", "train", augment=False)
+    assert [r.number for r in ds.records] == [1, 2, 3]
+    for i, r in enumerate(ds.records):
+        assert np.allclose(r.keypoints, truth[r.number][2], atol=1e-4)
+        assert r.image.read_bytes() == truth[r.number][0] and r.mask.read_bytes() == truth[r.number][1]
+        assert ds[i]["mask"].any()
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("truncate", "truncated record"),
+    ("drop_key", "lacks image/seg_gt"),
+    ("bad_name", "image/filename is 'photo.jpg'; expected imNNNN.jpg"),
+])
+def test_lsp_sample_bad_files_one_line(tmp_path, damage, needle):
+    from hybrid_pose.poses import example_bytes, read_tfrecord, parse_example, write_tfrecord
+    f = tmp_path / "tiny.tfrecords"
+    _tiny_tfrecord(f, tmp_path)
+    if damage == "truncate": f.write_bytes(f.read_bytes()[:-50])
+    else:
+        exs = [parse_example(p) for _, p in read_tfrecord(f)]
+        if damage == "drop_key": del exs[1]["image/seg_gt"]
+        else: exs[0]["image/filename"] = [b"photo.jpg"]
+        write_tfrecord(f, [example_bytes({k: v for k, v in e.items()}) for e in exs])
+    with pytest.raises(dl.DownloadError) as e: get_sample.read_lsp_sample(f)
+    assert needle in str(e.value) and str(f) in str(e.value) and "\n" not in " ".join(str(e.value).split())
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("tiny", "expected 114,636 (the authors' lsp_16.tfrecords"),
+    ("same_size", "differs from the expected e74226ce"),
+    ("truncated_real", "a truncated download?"),
+])
+def test_get_lsp_sample_refuses_other_files(tmp_path, capsys, content, needle):
+    f = tmp_path / "lsp_16.tfrecords"
+    if content == "tiny": _tiny_tfrecord(f, tmp_path)
+    elif content == "same_size": f.write_bytes(np.random.default_rng(0).bytes(get_sample.SIZE))
+    else: f.write_bytes(np.random.default_rng(0).bytes(get_sample.SIZE - 1000))
+    assert get_sample.main(["--data-root", str(tmp_path / "data"), "--from", str(f), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and err.startswith("get_lsp_sample.py: error:"), err
+    assert not (tmp_path / "data/lsp_sample").exists()
+
+
+@pytest.mark.skipif(not REAL_SAMPLE.is_file(), reason="the authors' lsp_16.tfrecords is not on this machine")
+def test_get_lsp_sample_real_file(tmp_path, capsys):
+    from hybrid_pose import data as D
+    root = tmp_path / "data"
+    assert get_sample.main(["--data-root", str(root), "--url", REAL_SAMPLE.as_uri(), "--quiet"]) == 0   # the download path
+    assert (root / "downloads/lsp_16.tfrecords").stat().st_size == get_sample.SIZE
+    assert get_sample.main(["--data-root", str(root), "--from", str(REAL_SAMPLE), "--quiet"]) == 0
+    assert "already complete" in capsys.readouterr().out
+    tr, va = D.PoseDataset(root, "lsp_sample", "train"), D.PoseDataset(root, "lsp_sample", "val", augment=False)
+    assert [r.number for r in tr.records] == list(range(1, 9)) and [r.number for r in va.records] == list(range(9, 17))
+    assert tr.records[0].image.stat().st_size > 0 and np.asarray(D.Image.open(tr.records[0].image)).shape == (160, 70, 3)
+    for ds in (tr, va):
+        for i in range(len(ds)):
+            full = ds.read(i)
+            kp, m = full["keypoints"], full["mask"]
+            on = m[np.clip(kp[:, 1].astype(int), 0, m.shape[0] - 1), np.clip(kp[:, 0].astype(int), 0, m.shape[1] - 1)]
+            assert on.all(), ds.records[i].number                         # every joint lies on its own silhouette
+            assert 0.1 < m.mean() < 0.4 and ds[i]["mask"].any()
+    assert sum(int(r.keypoints[:, 2].sum()) for r in tr.records + va.records) == 224 - 23   # 23 occluded joints, flagged as in LSP
+    (root / "lsp_sample/masks/im0003_segmentation.png").write_bytes(b"not a png")
+    assert get_sample.main(["--data-root", str(root), "--quiet"]) == 2
+    assert "the silhouette of im0003 has SHA-256" in capsys.readouterr().err
