@@ -21,12 +21,12 @@ log = logging.getLogger("hybrid_pose")
 
 # %% auto #0
 __all__ = ['log', 'WORLD_FRAMES', 'SOURCE_FRAMES', 'UPRIGHT_DEG', 'POSE_FILE_PATTERNS', 'AMASS_SHAPE_FILE', 'JOINT_LIMITS',
-           'UNSEEN_JOINTS', 'crc32c', 'crc32c_rows', 'mask_crc', 'parse_example', 'example_bytes', 'tfrecord_frame',
-           'write_tfrecord', 'read_tfrecord', 'PoseSet', 'z_up_to_y_up', 'root_tilt_deg', 'choose_frame',
-           'read_mosh_tfrecord', 'read_mosh_pickle', 'read_amass', 'read_pose_npz', 'read_poses', 'find_pose_files',
-           'PoseBatch', 'PoseStream', 'save_pose_cache', 'joint_limits', 'compose_swing_twist', 'swing_twist',
-           'joint_angles', 'JointLimitSampler', 'random_axis_angle', 'LimitViolation', 'joint_limit_violation',
-           'nearest_pose_distance', 'pose_batches']
+           'JOINT_LIMIT_TABLES', 'UNSEEN_JOINTS', 'crc32c', 'crc32c_rows', 'mask_crc', 'parse_example', 'example_bytes',
+           'tfrecord_frame', 'write_tfrecord', 'read_tfrecord', 'PoseSet', 'z_up_to_y_up', 'root_tilt_deg',
+           'choose_frame', 'read_mosh_tfrecord', 'read_mosh_pickle', 'read_amass', 'read_pose_npz', 'read_poses',
+           'find_pose_files', 'PoseBatch', 'PoseStream', 'save_pose_cache', 'joint_limits', 'compose_swing_twist',
+           'swing_twist', 'joint_angles', 'JointLimitSampler', 'random_axis_angle', 'LimitViolation',
+           'joint_limit_violation', 'calibrate_joint_limits', 'nearest_pose_distance', 'pose_batches']
 
 # %% ../nbs/04_poses.ipynb #57871852
 def _crc32c_table() -> np.ndarray:
@@ -520,22 +520,26 @@ _LIMITS_LEFT = {  # joint: (twist axis, (lo, hi) about x, about y, about z) in d
     "left_hand":     ("x", (-10, 10), (-10, 10), (-90, 45)),
 }
 
-def _joint_limit_table() -> dict:
+def _joint_limit_table(left: dict = _LIMITS_LEFT) -> dict:
     "SMPL joint name -> (twist axis index, lo (3,), hi (3,)) in degrees, right side mirrored from the left."
     out = {}
     for name in SMPL_JOINT_NAMES[1:]:
         src = name.replace("right_", "left_")
-        ax, x, y, z = _LIMITS_LEFT[src]
+        ax, x, y, z = left[src]
         lo, hi = np.array([x[0], y[0], z[0]], float), np.array([x[1], y[1], z[1]], float)
         if name.startswith("right_"): lo, hi = np.array([lo[0], -hi[1], -hi[2]]), np.array([hi[0], -lo[1], -lo[2]])
         out[name] = ("xyz".index(ax), lo, hi)
     return out
 
 JOINT_LIMITS = _joint_limit_table()  # SMPL joints 1..23: name -> (twist axis 0/1/2, lo (3,), hi (3,)) in degrees
+JOINT_LIMIT_TABLES = {"authored": JOINT_LIMITS}  # name -> table; "calibrated" (from real poses) is registered below
 
-def joint_limits(dtype=torch.float32, device=None) -> tuple[Tensor, Tensor, Tensor]:
+def joint_limits(dtype=torch.float32, device=None,
+                 table: str = "authored", # a `JOINT_LIMIT_TABLES` name
+                ) -> tuple[Tensor, Tensor, Tensor]:
     "The limits as tensors for SMPL joints 1..23: lo (23,3), hi (23,3) in radians, twist axis index (23,)."
-    rows = [JOINT_LIMITS[n] for n in SMPL_JOINT_NAMES[1:]]
+    if table not in JOINT_LIMIT_TABLES: raise ValueError(f"table must be one of {list(JOINT_LIMIT_TABLES)}, not {table!r}")
+    rows = [JOINT_LIMIT_TABLES[table][n] for n in SMPL_JOINT_NAMES[1:]]
     lo = torch.tensor(np.deg2rad([r[1] for r in rows]), dtype=dtype, device=device)
     hi = torch.tensor(np.deg2rad([r[2] for r in rows]), dtype=dtype, device=device)
     return lo, hi, torch.tensor([r[0] for r in rows], device=device)
@@ -687,16 +691,55 @@ class LimitViolation:
 
 def joint_limit_violation(rotmats: Tensor, # (B,24,3,3) (root ignored) or (B,23,3,3) local joint rotations
                           tol_deg: float = 1.0, # excess below this counts as inside
+                          table: str = "authored", # which limits: a `JOINT_LIMIT_TABLES` name ("authored", "calibrated")
                          ) -> LimitViolation:
     "Rate and size of joint-limit violations (a plausibility measure independent of any learned critic)."
     ang = joint_angles(rotmats)
-    lo, hi, ax = joint_limits(ang.dtype, ang.device)
+    lo, hi, ax = joint_limits(ang.dtype, ang.device, table)
     out = torch.clamp(lo - ang, min=0) + torch.clamp(ang - hi, min=0)                 # (B,23,3) radians outside, per coordinate
     tw = torch.nn.functional.one_hot(ax, 3).to(out.dtype)                              # (23,3) the twist coordinate
     ex = torch.rad2deg(torch.linalg.vector_norm(out, dim=-1))
     swing = torch.rad2deg(torch.linalg.vector_norm(out * (1 - tw), dim=-1))
     twist = torch.rad2deg((out * tw).sum(-1))
     return LimitViolation(ex, ex > tol_deg, swing, twist, tol_deg)
+
+# %% ../nbs/04_poses.ipynb #a860d343
+_LIMITS_CALIBRATED_LEFT = {  # calibrate_joint_limits(q=0.001, margin_deg=10, base='authored') on the first half of HMR's neutrSMPL_jointLim_018 shard
+    "left_hip": ('y', (-127.4, 52.7), (-45.0, 45.0), (-30.0, 111.3)),
+    "spine1": ('y', (-42.3, 57.1), (-33.4, 32.9), (-30.7, 32.1)),
+    "left_knee": ('y', (-26.5, 146.5), (-78.4, 88.0), (-114.0, 79.0)),
+    "spine2": ('y', (-39.9, 40.0), (-30.4, 25.4), (-27.3, 28.1)),
+    "left_ankle": ('z', (-37.9, 71.1), (-44.0, 42.4), (-55.8, 35.7)),
+    "spine3": ('y', (-25.8, 40.0), (-27.4, 23.5), (-17.5, 20.6)),
+    "left_foot": ('z', (-69.7, 40.0), (-29.7, 65.3), (-46.5, 61.3)),
+    "neck": ('y', (-50.4, 55.4), (-60.0, 37.7), (-36.2, 30.8)),
+    "left_collar": ('x', (-41.6, 24.0), (-64.9, 59.7), (-43.1, 72.4)),
+    "head": ('y', (-66.6, 25.9), (-43.3, 47.2), (-22.5, 35.7)),
+    "left_shoulder": ('x', (-90.0, 70.0), (-135.0, 80.0), (-90.0, 90.0)),
+    "left_elbow": ('x', (-150.0, 86.3), (-150.0, 21.4), (-75.2, 123.6)),
+    "left_wrist": ('x', (-104.0, 49.5), (-44.3, 35.0), (-80.0, 89.9)),
+    "left_hand": ('x', (-51.8, 46.0), (-31.9, 23.2), (-90.0, 45.0)),
+}
+
+def calibrate_joint_limits(rotmats: Tensor, # (B,24,3,3) or (B,23,3,3) local joint rotations of real poses
+                           q: float = 0.001, # share of poses (per joint and coordinate, each end) left outside before the margin
+                           margin_deg: float = 10.0, # widening beyond the quantiles, degrees
+                           base: str|None = "authored", # a table the result must contain (None: the data alone)
+                          ) -> dict: # left side and midline: joint -> (twist axis, (lo, hi) about x, y, z) degrees, as `_LIMITS_LEFT`
+    "Joint limits from real poses: per joint and coordinate the q and 1-q quantiles widened by a margin (left and mirrored right pooled)."
+    ang = torch.rad2deg(joint_angles(rotmats)).double().cpu().numpy()            # (B,23,3)
+    names, out = SMPL_JOINT_NAMES[1:], {}
+    for j, n in enumerate(names):
+        if n.startswith("right_"): continue
+        v = ang[:, j]
+        if n.startswith("left_"): v = np.concatenate([v, ang[:, names.index(n.replace("left_", "right_"))] * [1, -1, -1]])
+        lo, hi = np.quantile(v, q, axis=0) - margin_deg, np.quantile(v, 1 - q, axis=0) + margin_deg
+        ax = JOINT_LIMITS[n][0]
+        if base is not None: lo, hi = np.minimum(lo, JOINT_LIMIT_TABLES[base][n][1]), np.maximum(hi, JOINT_LIMIT_TABLES[base][n][2])
+        out[n] = ("xyz"[ax], *((round(float(a), 1), round(float(b), 1)) for a, b in zip(lo, hi)))
+    return out
+
+JOINT_LIMIT_TABLES["calibrated"] = _joint_limit_table(_LIMITS_CALIBRATED_LEFT)
 
 # %% ../nbs/04_poses.ipynb #7ccc8047
 def nearest_pose_distance(rotmats: Tensor, # (B,24,3,3) (root ignored) or (B,23,3,3) local joint rotations

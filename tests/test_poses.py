@@ -305,3 +305,36 @@ def test_real_hmr_shard_is_already_upright():
     assert len(ps) == 1968 and ps.frame == "y_up"
     assert ps.tilt_deg["y_up"] < 15 and ps.tilt_deg["z_up"] > 75
     assert np.median(P.root_tilt_deg(ps.poses)) < 15
+
+
+# --- which joint limits ---------------------------------------------------------------------------------------------
+def _rot(p):
+    from smplx.lbs import batch_rodrigues
+    return batch_rodrigues(torch.as_tensor(p, dtype=torch.float64).reshape(-1, 3)).reshape(-1, 24, 3, 3)
+
+
+def test_limit_tables_default_and_calibrated():
+    from hybrid_pose.body import SMPL_JOINT_NAMES
+    assert set(P.JOINT_LIMIT_TABLES) >= {"authored", "calibrated"}
+    i = SMPL_JOINT_NAMES.index("left_elbow")
+    p = np.zeros((1, 72)); p[0, 3 * i + 2] = np.radians(60)           # the elbow swung 60° about z
+    assert P.joint_limit_violation(_rot(p)).count.tolist() == [1]      # the default is unchanged: the authored table
+    assert P.joint_limit_violation(_rot(p), table="calibrated").count.tolist() == [0]
+    p[0, 3 * i + 2] = np.radians(140)                                  # beyond what real fits reach (123.6° + 1°)
+    assert P.joint_limit_violation(_rot(p), table="calibrated").count.tolist() == [1]
+    for n, (ax, lo, hi) in P.JOINT_LIMIT_TABLES["calibrated"].items():
+        a = P.JOINT_LIMITS[n]
+        assert ax == a[0] and (lo <= a[1]).all() and (hi >= a[2]).all(), n
+    with pytest.raises(ValueError, match="table must be one of"):
+        P.joint_limits(table="clinical")
+
+
+@pytest.mark.skipif(not REAL_SHARD.is_file(), reason="HMR's real joint-limit MoSh shard is not in data/mosh/")
+def test_calibrated_limits_hold_on_held_out_real_poses():
+    R = _rot(P.read_mosh_tfrecord(REAL_SHARD).poses)
+    half = len(R) // 2
+    held = {t: P.joint_limit_violation(R[half:], table=t).summary()["poses_violating"] for t in ("authored", "calibrated")}
+    assert held["authored"] > 0.9 and held["calibrated"] <= 0.01, held
+    redo = P.calibrate_joint_limits(R[:half])                          # the committed numbers come from the first half
+    for n, row in redo.items():
+        np.testing.assert_allclose(np.array(row[1:]), np.array(P._LIMITS_CALIBRATED_LEFT[n][1:]), atol=0.051)
