@@ -33,7 +33,7 @@ __all__ = ['log', 'CROP_SIZE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LSP_BONES', 'JO
            'COCO_TO_LSP', 'COCO_HEAD', 'HEAD_TOP_FACTOR', 'COCO_MIN_VISIBLE', 'COCO_BOX_FACTOR', 'COCO_VAL_EVERY',
            'COCO_EXPECTED', 'DataError', 'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout', 'Source',
            'fixed_split', 'tail_split', 'fraction_split', 'UnknownSource', 'register_source', 'get_source',
-           'parse_dataset', 'RegistryView', 'source_layout', 'split_numbers', 'Record', 'find_records',
+           'parse_dataset', 'RegistryView', 'source_layout', 'split_numbers', 'val_dataset', 'Record', 'find_records',
            'keypoint_center', 'crop_params', 'crop_image', 'crop_labels', 'crop_keypoints', 'crop_to_image',
            'flip_joints3d', 'read_truth3d', 'part_labels', 'normalize_image', 'denormalize_image', 'EpochSampler',
            'PoseDataset', 'coco_to_lsp', 'coco_split', 'rasterize_segmentation', 'CocoSource', 'coco_source',
@@ -190,6 +190,7 @@ class Source:
     truth3d: str|None = None # its 3D joints under data_root (`read_truth3d`); None: no 3D truth (NaN rows)
     split_file: str|None = None # a split.json under data_root that overrides `split_rule` when it exists
     unmasked: str|None = None # images without a silhouette are left out by design, counted under this reason (None: bad data)
+    validates_on: str|None = None # the source whose "val" split validates a run trained on this one (None: its own)
 
     def layout(self, data_root) -> SourceLayout: # the paths of this source under `data_root`
         root = Path(data_root)
@@ -283,7 +284,7 @@ register_source(Source("lsp", "lsp", partial(fixed_split, train=LSP_TRAIN, val=L
                        4, "python data_scripts/get_lsp.py --data-root {root}", UPI_S1H_GET, parts=True))
 register_source(Source("lspet", "lspet", tail_split, "lspet", ("upi-s1h/data/lsp_extended",), 5,
                        "python data_scripts/get_lspet.py --data-root {root}", UPI_S1H_GET, annotates_occluded=False,
-                       unmasked="lspet image without a UPi-S1h silhouette"))
+                       unmasked="lspet image without a UPi-S1h silhouette", validates_on="lsp"))
 register_source(Source("synthetic", "synthetic", fraction_split, "lsp",
                        ("{folder}/masks", "{folder}", "{folder}/images"), 4,
                        "python -m hybrid_pose.synthetic --out {root}/synthetic", parts=True,
@@ -323,6 +324,11 @@ def split_numbers(source: str, # a source's name
                  ) -> list: # the numbers of `split`, ascending
     "The image numbers of `source` that belong to `split` (`Source.split_numbers`)."
     return get_source(source).split_numbers(numbers, split, n_joints, split_file, lspet_val)
+
+def val_dataset(dataset: str, # the training sources, e.g. "lsp+lspet"
+               ) -> str: # where such a run validates, e.g. "lsp"
+    "The validation sources of a training `dataset`: each source's own validation split, or the one it names (LSPe: LSP's)."
+    return "+".join(dict.fromkeys(get_source(n).validates_on or n for n in parse_dataset(dataset)))
 
 
 # %% ../nbs/06_data.ipynb #07170712

@@ -61,6 +61,7 @@ def test_registry_views_are_live_and_cover_every_source():
     assert [n for n, s in D.SOURCES.items() if s.truth3d] == ["synthetic"]
     assert D.parse_dataset("coco:Some/Path/annotations.json+lsp") == ["coco:Some/Path/annotations.json", "lsp"]  # case kept
     with pytest.raises(D.UsageError, match="needs the annotation file"): D.parse_dataset("coco:")
+    assert D.val_dataset("lsp+lspet") == "lsp" and D.val_dataset("coco:a.json+lsp_sample") == "coco:a.json+lsp_sample"
 
 
 def test_coco_records_split_and_crops(coco):
