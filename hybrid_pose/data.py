@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_data.ipynb #e316b42f
 from __future__ import annotations
-import json, logging, os, re, tempfile
+import json, logging, os, re, tempfile, zlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -659,13 +659,15 @@ def _read_labels(path: Path, what: str, fix: str) -> np.ndarray:
     "A label PNG as (H,W) uint8 (see `_open_labels`)."
     return np.asarray(_open_labels(path, what, fix))
 
-def _stamp(*paths) -> np.ndarray:
-    "Size and modification time of each file (None: -1), to tell a stale cache entry."
+def _stamp(*paths, segmentation=None) -> np.ndarray:
+    "Size and modification time of each file (None: -1) and a CRC of a COCO segmentation, to tell a stale cache entry."
     out = []
     for p in paths:
         if p is None: out += [-1, -1]
         else: st = os.stat(p); out += [st.st_size, st.st_mtime_ns]
+    if segmentation is not None: out.append(zlib.crc32(json.dumps(segmentation, sort_keys=True).encode()))
     return np.array(out, dtype=np.int64)
+
 
 # %% ../nbs/06_data.ipynb #e85789c4
 class EpochSampler(Sampler):
@@ -802,7 +804,7 @@ class PoseDataset(Dataset):
             try:
                 with np.load(path, allow_pickle=False) as z:
                     c = {k: z[k] for k in z.files}
-                ok = str(c["src"]) == str(rec.image) and np.array_equal(c["stamp"], _stamp(rec.image, rec.mask, rec.parts))
+                ok = str(c["src"]) == str(rec.image) and np.array_equal(c["stamp"], _stamp(rec.image, rec.mask, rec.parts, segmentation=rec.segmentation))
                 x0, y0, x1, y1 = window_of(tuple(c["full_size"]))
                 ox, oy = c["origin"]; h, w = c["image"].shape[:2]
                 if ok and ox <= x0 and oy <= y0 and x1 <= ox + w and y1 <= oy + h:
@@ -828,7 +830,7 @@ class PoseDataset(Dataset):
                           mask=np.packbits(m) if m is not None else np.zeros(0, np.uint8),
                           mask_shape=np.array(m.shape if m is not None else [-1, -1]),
                           parts=out["parts"] if out["parts"] is not None else np.zeros((0, 0), np.uint8),
-                          src=np.array(str(rec.image)), stamp=_stamp(rec.image, rec.mask, rec.parts))
+                          src=np.array(str(rec.image)), stamp=_stamp(rec.image, rec.mask, rec.parts, segmentation=rec.segmentation))
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             try:

@@ -167,3 +167,16 @@ def test_training_on_coco_from_the_command_line(coco, tmp_path):
                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     err = [l for l in bad.stderr.splitlines() if "error:" in l]
     assert bad.returncode == 2 and len(err) == 1 and "none.json: does not exist" in err[0], bad.stderr
+
+
+def test_coco_cache_gives_the_same_samples(coco, tmp_path):
+    d, _ = coco
+    f = d / "mine/annotations.json"
+    plain = D.PoseDataset(d, f"coco:{f}", "train", seed=2)
+    cached = D.PoseDataset(d, f"coco:{f}", "train", seed=2, cache_dir=tmp_path / "cache")
+    for _ in range(2):                                                  # the second pass reads the cache
+        for i in range(len(plain)):
+            a, b = plain[(i, 1)], cached[(i, 1)]
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    entries = list((tmp_path / "cache").rglob("*.npz"))
+    assert len(entries) == len(plain) and all(e.parent.parent == tmp_path / "cache" for e in entries)   # one flat folder
