@@ -335,7 +335,8 @@ def retarget(body: BodyModel, # the body to pose (open or SMPL; float64 recommen
              steps: int = 300, # Adam steps
              lr: float = 0.03,
              position_weight: float = 10.0, # positions (after the fitted scale) against bone directions
-             limit_weight: float = 0.1, # squared excess beyond the authored joint limits (radians²): settles unseen twists
+             limit_weight: float = 0.1, # squared excess beyond the joint limits (radians²): settles unseen twists
+             limits: str = "calibrated", # which `poses.JOINT_LIMIT_TABLES` table the penalty uses
              prior_weight: float = 1e-5, # |θ|² of the body joints: leaves what nothing observes at rest
             ) -> Retargeted:
     "Fit body poses (and optionally one β) to captured points: bone directions (scale-free) + positions after a fitted scale."
@@ -359,7 +360,7 @@ def retarget(body: BodyModel, # the body to pose (open or SMPL; float64 recommen
         from scipy.spatial.transform import Rotation
         root = torch.as_tensor(Rotation.from_matrix(R0.double().cpu().numpy()).as_rotvec(), dtype=dt, device=dev)
     theta = torch.cat([root, torch.full((B, 69), 1e-3, dtype=dt, device=dev)], 1).requires_grad_(True)
-    lo, hi, _ = joint_limits(dt, dev)
+    lo, hi, _ = joint_limits(dt, dev, limits)
     opt = torch.optim.Adam([theta] + ([beta] if fit_betas else []), lr=lr)
     def losses():
         bt = beta.mean(0, keepdim=True).expand(B, 10) if fit_betas else beta
