@@ -11,7 +11,7 @@ import numpy as np
 from scipy import stats as _st
 
 # %% auto #0
-__all__ = ['Interval', 'mean_ci', 'paired_difference', 'compare', 'seed_summary', 'fmt_row']
+__all__ = ['Interval', 'mean_ci', 'paired_difference', 'compare', 'p_value', 'holm', 'claims_table', 'seed_summary', 'fmt_row']
 
 # %% ../nbs/12a_stats.ipynb #40b46638
 class Interval(NamedTuple):
@@ -52,22 +52,27 @@ def _as_runs(x, name: str) -> np.ndarray:
     if x.ndim != 2: raise ValueError(f"{name}: expected per-image values of shape (N,) or (seeds, N); got {x.shape}")
     return x
 
-def _image_bootstrap(e: np.ndarray, level: float, n_boot: int, seed: int) -> tuple[float, float]:
-    "Percentile interval of the mean of `e` (N,) under resampling of its entries."
+def _bootstrap_means(e: np.ndarray, n_boot: int, seed: int) -> np.ndarray: # (n_boot,) replicate means of `e` (N,)
+    "Means of `e` under resampling of its entries: multinomial counts per replicate, one matrix product per block."
     N, rng, reps = len(e), np.random.default_rng(seed), []
     for start in range(0, n_boot, 2000):
         w = rng.multinomial(N, np.full(N, 1 / N), size=min(2000, n_boot - start))
         reps.append(w @ e / N)
-    lo, hi = np.quantile(np.concatenate(reps), [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    return np.concatenate(reps)
 
-def paired_difference(a, # (S,N) or (N,) per-image values of setting A (seeds × the same test images)
-                      b, # the same images for setting B: (S,N), (S',N) or (N,)
-                      level: float = 0.95, # confidence level
-                      n_boot: int = 10_000, # bootstrap replicates (image part)
-                      seed: int = 0, # the bootstrap's own random stream (the interval is reproducible)
-                     ) -> Interval: # mean of a − b and its interval; n = images used
-    "Mean difference a − b: seed t interval and image bootstrap, combined in quadrature (conservative)."
+class _Paired(NamedTuple):   # what a paired interval is made of, at any level
+    m: float                 # mean difference
+    seed_means: np.ndarray   # (S,) per-seed mean differences
+    reps: np.ndarray         # (n_boot,) image-bootstrap replicate means
+    n: int                   # images used
+
+    def interval(self, level: float) -> Interval:
+        S = len(self.seed_means)
+        h_s = 0.0 if S < 2 else (lambda c: (c.hi - c.lo) / 2)(mean_ci(self.seed_means, level))
+        lo, hi = np.quantile(self.reps, [(1 - level) / 2, (1 + level) / 2])
+        return Interval(self.m, self.m - math.hypot(h_s, self.m - lo), self.m + math.hypot(h_s, hi - self.m), self.n, level)
+
+def _paired_parts(a, b, n_boot: int, seed: int) -> _Paired|None: # None when no image is finite in both
     a, b = _as_runs(a, "a"), _as_runs(b, "b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"paired_difference: a and b must score the same images; got {a.shape[1]} and {b.shape[1]}")
@@ -76,13 +81,19 @@ def paired_difference(a, # (S,N) or (N,) per-image values of setting A (seeds ×
         d = a[:, keep] - b[:, keep].mean(0, keepdims=True)
     else:
         d = a[:, keep] - b[:, keep]
-    S, N = d.shape
-    if N == 0: return Interval(math.nan, math.nan, math.nan, 0, level)
-    m = float(d.mean())
-    h_s = mean_ci(d.mean(1), level)
-    h_s = 0.0 if S < 2 else (h_s.hi - h_s.lo) / 2
-    lo, hi = _image_bootstrap(d.mean(0), level, n_boot, seed)
-    return Interval(m, m - math.hypot(h_s, m - lo), m + math.hypot(h_s, hi - m), int(N), level)
+    if d.shape[1] == 0: return None
+    return _Paired(float(d.mean()), d.mean(1), _bootstrap_means(d.mean(0), n_boot, seed), int(d.shape[1]))
+
+def paired_difference(a, # (S,N) or (N,) per-image values of setting A (seeds × the same test images)
+                      b, # the same images for setting B: (S,N), (S',N) or (N,)
+                      level: float = 0.95, # confidence level
+                      n_boot: int = 10_000, # bootstrap replicates (image part)
+                      seed: int = 0, # the bootstrap's own random stream (the interval is reproducible)
+                     ) -> Interval: # mean of a − b and its interval; n = images used
+    "Mean difference a − b: seed t interval and image bootstrap, combined in quadrature (conservative)."
+    parts = _paired_parts(a, b, n_boot, seed)
+    if parts is None: return Interval(math.nan, math.nan, math.nan, 0, level)
+    return parts.interval(level)
 
 # %% ../nbs/12a_stats.ipynb #84dfe824
 def compare(a, b, # per-image values, (S,N) or (N,), as for `paired_difference`
@@ -97,6 +108,60 @@ def compare(a, b, # per-image values, (S,N) or (N,), as for `paired_difference`
     a_better = (iv.hi < 0) == lower_is_better
     win, lose = names if a_better else names[::-1]
     return iv, f"{win} beats {lose} (A − B = {ci})".replace("A − B", f"{names[0]} − {names[1]}")
+
+# %% ../nbs/12a_stats.ipynb #e32c1c68
+def p_value(a, b, # per-image values, as for `paired_difference`
+            n_boot: int = 10_000, seed: int = 0, # as for `paired_difference`
+            tol: float = 1e-4, # bisection tolerance on the level
+           ) -> float: # smallest α whose (1 − α) paired interval excludes 0 (1.0: even a 0 % interval holds it; NaN: no data)
+    "The p-value the paired interval implies: inverted by bisection on its level."
+    parts = _paired_parts(a, b, n_boot, seed)
+    if parts is None: return math.nan
+    lo_lvl, hi_lvl = 0.0, 1.0 - 1.0 / (4 * len(parts.reps))     # excludes 0 at lo_lvl? then p = 1 - hi
+    if not parts.interval(1e-9).excludes_zero(): return 1.0
+    if parts.interval(hi_lvl).excludes_zero(): return 1.0 - hi_lvl
+    while hi_lvl - lo_lvl > tol:                                # invariant: excludes at lo_lvl, holds 0 at hi_lvl
+        mid = (lo_lvl + hi_lvl) / 2
+        if parts.interval(mid).excludes_zero(): lo_lvl = mid
+        else: hi_lvl = mid
+    return 1.0 - (lo_lvl + hi_lvl) / 2
+
+def holm(pvals: Sequence[float], # one p-value per sentence of a table (NaN: no test)
+        ) -> np.ndarray: # Holm-adjusted p-values, same order (NaN stays NaN)
+    "Holm's step-down adjusted p-values: a sentence holds at family-wise level α when its adjusted p ≤ α."
+    p = np.asarray(pvals, dtype=np.float64); out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p)); m = len(ok)
+    if m == 0: return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out[order] = adj
+    return out
+
+# %% ../nbs/12a_stats.ipynb #cefe90dc
+def claims_table(comparisons: Sequence[dict], # each: a, b (per-image arrays as for `paired_difference`), names (A, B); optional lower_is_better, unit, digits
+                 alpha: float = 0.05, # family-wise error rate of the whole table
+                 n_boot: int = 10_000, seed: int = 0,
+                ) -> list[dict]: # per comparison: diff, lo, hi (95 %), images, p, p_holm, mdd, significant (after Holm), sentence
+    "Paired comparisons with Holm's correction across the table, and the sentence each allows."
+    ivs = [paired_difference(c["a"], c["b"], 0.95, n_boot, seed) for c in comparisons]
+    ps = [p_value(c["a"], c["b"], n_boot, seed) for c in comparisons]
+    adj, m = holm(ps), max(1, sum(math.isfinite(p) for p in ps))
+    z = _st.norm.ppf(1 - alpha / (2 * m)) + _st.norm.ppf(0.8)
+    out = []
+    for c, iv, p, pa in zip(comparisons, ivs, ps, adj):
+        lower, unit, dg = c.get("lower_is_better", True), c.get("unit", ""), c.get("digits", 1)
+        (na, nb), u = c["names"], f" {unit}" if unit else ""
+        mdd = z * (iv.hi - iv.lo) / (2 * _st.norm.ppf(0.975))
+        sig = bool(math.isfinite(pa) and pa <= alpha)
+        ci = (f"{iv.mean:+.{dg}f}{u}, 95 % CI [{iv.lo:+.{dg}f}, {iv.hi:+.{dg}f}], {iv.n} images, "
+              f"Holm p = {pa:.2g}, MDD {mdd:.{dg}f}{u}")
+        if not sig: sentence = f"no significant difference between {na} and {nb} ({ci})"
+        else:
+            win, lose = (na, nb) if (iv.mean < 0) == lower else (nb, na)
+            sentence = f"{win} beats {lose} ({na} − {nb} = {ci})"
+        out.append(dict(diff=iv.mean, lo=iv.lo, hi=iv.hi, images=iv.n, p=p, p_holm=pa, mdd=mdd, significant=sig,
+                        sentence=sentence))
+    return out
 
 # %% ../nbs/12a_stats.ipynb #9b9d797d
 def seed_summary(rows: Sequence[dict], # one dict of numbers per seed
