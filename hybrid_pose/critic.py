@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_critic.ipynb #6aae5599
 from __future__ import annotations
-import functools, inspect, math
+import dataclasses, functools, inspect, math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -17,12 +17,12 @@ from .poses import UNSEEN_JOINTS
 from .natural_poses import NaturalPoseSampler, make_pose_sampler, stream_generator
 
 # %% auto #0
-__all__ = ['KCS_PARENTS', 'KCS_BONES', 'UNSEEN_IDS', 'PRIORS', 'kcs_incidence', 'device_index', 'bone_vectors', 'kcs_matrix',
-           'CriticInput', 'CriticInputLayer', 'canonical_joints', 'Critic', 'wasserstein_estimate', 'critic_loss',
-           'generator_adversarial_loss', 'gradient_penalty', 'HMRDiscriminator', 'lsgan_discriminator_loss',
-           'lsgan_generator_loss', 'masked_step', 'nonfinite', 'PriorRecipe', 'Prior', 'register_prior',
-           'prior_options', 'build_prior', 'separation_accuracy', 'WGANCritic', 'HMRPrior', 'pretrain_prior',
-           'FixedCritic']
+__all__ = ['KCS_PARENTS', 'KCS_BONES', 'UNSEEN_IDS', 'PRIORS', 'RECIPE_OPTIONS', 'kcs_incidence', 'device_index', 'bone_vectors',
+           'kcs_matrix', 'CriticInput', 'CriticInputLayer', 'canonical_joints', 'Critic', 'wasserstein_estimate',
+           'critic_loss', 'generator_adversarial_loss', 'gradient_penalty', 'HMRDiscriminator',
+           'lsgan_discriminator_loss', 'lsgan_generator_loss', 'masked_step', 'nonfinite', 'PriorRecipe', 'Prior',
+           'register_prior', 'prior_options', 'build_prior', 'separation_accuracy', 'WGANCritic', 'HMRPrior',
+           'pretrain_prior', 'FixedCritic', 'prior_defaults', 'check_prior_options', 'prior_recipe', 'build_prior_from']
 
 # %% ../nbs/05_critic.ipynb #8aa66d7f
 KCS_PARENTS = (1, 2, 8, 9, 3, 4, 7, 8, 12, 12, 9, 10, 13)  # bone b = LSP joint b − LSP joint KCS_PARENTS[b]
@@ -289,6 +289,8 @@ class Prior(nn.Module):
     heads: tuple[str, ...] = ()        # names of the raw scores' columns, `forward(x)` -> (B,len(heads))
     optimizer: torch.optim.Optimizer   # the prior's own, built in `__init__` (`lr=None`: the prior's default)
     recipe: PriorRecipe = PriorRecipe(adv_weight=1.0, adv_stages="last", weight_decay=0.0)  # each prior declares its own
+    label: str = ""                    # its words in tables ("critic"); "" = its name
+    variants: dict = {}                # setting suffix -> (options, words): "norot" -> ({"rotations": False}, "w/o rotation")
 
     def score(self, x: CriticInput) -> Tensor: # (B,) realness, higher = more real
         raise NotImplementedError
@@ -369,6 +371,7 @@ def _adam(m: nn.Module, lr: float, weight_decay: float, **kw) -> torch.optim.Ada
 @register_prior("critic")
 class WGANCritic(Prior):
     "The authors' KCS critic (`Critic`) with the improved Wasserstein loss (WGAN-GP)."
+    label, variants = "critic", {"norot": (dict(rotations=False), "w/o rotation")}   # the paper's "critic without rotation"
     recipe = PriorRecipe(adv_weight=0.01, adv_stages="last", weight_decay=0.0,
                          source="the authors' train.py/config (critic_loss_weight 0.01, final IEF stage, no decay)")
     def __init__(self, gp_weight: float = 10.0, # λ of the gradient penalty
@@ -412,6 +415,7 @@ class WGANCritic(Prior):
 @register_prior("hmr")
 class HMRPrior(Prior):
     "HMR's factorised discriminator (`HMRDiscriminator`) with the least-squares GAN loss."
+    label = "HMR discr."
     heads = (*(f"joint_{n}" for n in SMPL_JOINT_NAMES[1:]), "all_joints", "shape")
     recipe = PriorRecipe(adv_weight=1.0, adv_stages="all", weight_decay=0.0,
                          source="akanazawa/hmr src/trainer.py + src/config.py (d_loss_weight 1, all stages, decay declared, never applied)")
@@ -459,7 +463,48 @@ def pretrain_prior(prior: Prior, # updated in place
 @register_prior("fixedcritic")
 class FixedCritic(WGANCritic):
     "The KCS critic as a fixed prior: pretrained on natural against uniform poses, then fixed; no gradient to β or the unseen joints."
+    label = "fixed critic"
     recipe = PriorRecipe(adv_weight=1.0, adv_stages="last", weight_decay=0.0, pretrain_steps=300, update_every=0,
                          moves_betas=False, moves_unseen=False,
                          source="this repository's direct fits (nbs/05a_prior_fit): the changes that made the critic a prior")
 
+# %% ../nbs/05_critic.ipynb #po000002
+RECIPE_OPTIONS = ("adv_weight", "adv_stages")  # the `PriorRecipe` fields a run may set for any prior
+
+def prior_defaults(name: str, # a key of `PRIORS`
+                  ) -> dict: # option -> default: the constructor's keyword arguments, then `RECIPE_OPTIONS` from the recipe
+    "Every option the prior `name` declares, with its default."
+    if name not in PRIORS: raise ValueError(f"unknown prior {name!r}; valid: " + ", ".join(map(repr, ("none", *PRIORS))))
+    ps = list(inspect.signature(PRIORS[name].__init__).parameters.values())[1:]
+    d = {p.name: (None if p.default is p.empty else p.default) for p in ps if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return d | {k: getattr(PRIORS[name].recipe, k) for k in RECIPE_OPTIONS}
+
+def check_prior_options(name: str, # "none" or a key of `PRIORS`
+                        options: dict, # option -> value, as a run sets them
+                        where: str = "prior_options", # how the message names the table
+                       ) -> dict: # the options, checked (defaults not filled in)
+    "Refuse an option the prior does not declare, or a value unlike its default's type, in one line."
+    if name == "none":
+        if options: raise ValueError(f"{where}: prior 'none' takes no options; got {sorted(options)} (choose a prior or remove them)")
+        return {}
+    d = prior_defaults(name)
+    for k, v in options.items():
+        if k not in d: raise ValueError(f"{where}: prior {name!r} has no option {k!r}; its options: {', '.join(d) or '(none)'}")
+        ref, bad = d[k], None
+        if isinstance(ref, bool): bad = None if isinstance(v, bool) else "True or False"
+        elif isinstance(ref, (int, float)) or (ref is None and k in ("lr", "weight_decay")):
+            bad = None if (v is None and ref is None) or (isinstance(v, (int, float)) and not isinstance(v, bool)) else "a number"
+        elif isinstance(ref, str): bad = None if isinstance(v, str) else "a string"
+        if bad: raise ValueError(f"{where}.{k}: prior {name!r} expects {bad} (default {ref!r}); got {v!r}")
+    if options.get("adv_stages", "last") not in ("last", "all"):
+        raise ValueError(f"{where}.adv_stages must be 'last' or 'all'; got {options['adv_stages']!r}")
+    return dict(options)
+
+def prior_recipe(name: str, options: dict) -> PriorRecipe|None:
+    "The prior's `recipe` with the run's `RECIPE_OPTIONS` over it (None for 'none')."
+    if name == "none": return None
+    return dataclasses.replace(PRIORS[name].recipe, **{k: options[k] for k in RECIPE_OPTIONS if k in options})
+
+def build_prior_from(name: str, options: dict) -> Prior|None:
+    "`build_prior` with a run's `prior_options` (the recipe fields left to `prior_recipe`)."
+    return build_prior(name, **{k: v for k, v in check_prior_options(name, options).items() if k not in RECIPE_OPTIONS})

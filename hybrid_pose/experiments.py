@@ -11,7 +11,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .train import TrainConfig, Trainer, LOSSES, PRIORS, PROFILES, resolve_profile, parse_setting, real_poses
+from .train import (TrainConfig, Trainer, LOSSES, PRIORS, PROFILES, resolve_profile, parse_setting, setting_fields,
+                               real_poses)
+from .losses import TERMS, parse_terms
+from .critic import PRIORS as PRIOR_CLASSES
 from .data import PoseDataset, DataError, GET_COMMANDS, denormalize_image, collate_skip_none
 from .render import render_mesh, overlay
 from .model import decode
@@ -23,24 +26,39 @@ from .natural_poses import POSE_SAMPLERS
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SETTING_LABELS', 'PRIOR_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'SEED_COLUMNS',
-           'BASELINE_LABELS', 'COMPARE_COLUMNS', 'setting_label', 'ensure_data', 'experiment_config', 'pose_source_for',
-           'run_setting', 'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row', 'register_baseline',
-           'Baseline', 'TPose', 'MeanPose', 'Nearest2D', 'build_baseline', 'parse_seeds', 'per_image', 'pose_pool',
-           'training_poses', 'evaluate_baselines', 'seed_rows', 'claims', 'run_baselines', 'comparison_markdown',
-           'PredictionsModel']
+__all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'SEED_COLUMNS', 'BASELINE_LABELS',
+           'COMPARE_COLUMNS', 'objective_label', 'prior_label', 'setting_label', 'ensure_data', 'experiment_config',
+           'pose_source_for', 'run_setting', 'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row',
+           'register_baseline', 'Baseline', 'TPose', 'MeanPose', 'Nearest2D', 'build_baseline', 'parse_seeds',
+           'per_image', 'pose_pool', 'training_poses', 'evaluate_baselines', 'seed_rows', 'claims', 'run_baselines',
+           'comparison_markdown', 'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
-# The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig.
-SETTING_LABELS = {"kpr": "KPR only", "mr": "MR only", "both": "combined",               # `losses` -> words
-                  "kpr3d": "positive control: KPR + 3D truth"}
-PRIOR_LABELS = {"none": "", "critic": " + critic", "hmr": " + HMR discr.", "fixedcritic": " + fixed critic"}  # `prior` -> words
+# The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig; the words come
+# from the registries: each term's `label` (`losses.TERMS`), each prior's `label` and `variants` (`critic.PRIORS`).
+SETTING_LABELS = {"kpr": "KPR only", "mr": "MR only", "both": "combined",               # named objectives -> words
+                  "kpr3d": "positive control: KPR + 3D truth"}                           # (the committed tables' labels)
+
+def objective_label(losses: str) -> str:
+    "Words for a composition of terms: a named objective's ('combined' for kpr+mr in any spelling), 'X only', or 'X + Y + Z'."
+    names = parse_terms(losses)
+    for key, words in SETTING_LABELS.items():
+        if parse_terms(key) == names: return words
+    return f"{TERMS[names[0]].label} only" if len(names) == 1 else " + ".join(TERMS[n].label for n in names)
+
+def prior_label(prior: str, options: dict|None = None) -> str:
+    "' + critic', ' + critic w/o rotation', '' for no prior: the prior's `label` and the words of its variant, if any."
+    if prior == "none": return ""
+    cls, opts = PRIOR_CLASSES[prior], options or {}
+    words = f" + {cls.label or prior}"
+    for vopts, vwords in cls.variants.values():
+        if all(opts.get(k) == v for k, v in vopts.items()): return f"{words} {vwords}"
+    return words
 
 def setting_label(setting: str) -> str:
-    "The paper's words for a setting: 'combined + critic', 'KPR only', 'combined + critic w/o rotation'."
+    "The paper's words for any setting: 'combined + critic', 'KPR only', 'combined + critic w/o rotation', 'KPR + MR + 3D truth + fixed critic'."
     f = parse_setting(setting)
-    rot = "" if f["critic_rotations"] else " w/o rotation"
-    return SETTING_LABELS[f["losses"]] + PRIOR_LABELS.get(f["prior"], " + " + f["prior"]) + rot
+    return objective_label(f["losses"]) + prior_label(f["prior"], f["prior_options"])
 
 # %% ../nbs/13_experiments.ipynb #67de4877
 def ensure_data(data_root, # the data folder
@@ -72,9 +90,10 @@ def ensure_data(data_root, # the data folder
 def experiment_config(setting: str, # e.g. "both+critic"
                       profile: str = "auto", # "paper", "quick" or "auto"
                       runs_dir="runs", # each setting trains in runs_dir/<setting>
-                      **overrides) -> TrainConfig: # any TrainConfig field (data_root, dataset, epochs, batch_size, ...)
+                      **overrides) -> TrainConfig: # any TrainConfig field (data_root, dataset, epochs, batch_size, ...); prior_options are merged
     "The TrainConfig of one cell of the settings matrix under a profile."
-    base = PROFILES[resolve_profile(profile)] | parse_setting(setting)
+    base = PROFILES[resolve_profile(profile)] | setting_fields(setting)
+    if "prior_options" in overrides: overrides = overrides | dict(prior_options=base["prior_options"] | overrides["prior_options"])
     return TrainConfig(**(base | dict(out_dir=str(Path(runs_dir) / setting)) | overrides))
 
 def pose_source_for(data_root) -> str:

@@ -6,17 +6,18 @@
 from __future__ import annotations
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['KPR_WEIGHT', 'KPR_REDUCTIONS', 'MR_REDUCTIONS', 'LSP_PELVIS', 'J3D_WEIGHT', 'OBJECTIVES', 'TERM_INPUTS', 'TERMS',
-           'keypoint_reprojection_loss', 'kpr_to_pixels', 'mask_boundary', 'nearest_mask_pixel', 'nearest_vertex',
-           'MRTerms', 'mesh_reprojection_terms', 'mr_per_image', 'mesh_reprojection_loss',
-           'mesh_reprojection_bruteforce', 'root_center', 'joints3d_loss', 'Objective']
+__all__ = ['KPR_WEIGHT', 'KPR_REDUCTIONS', 'MR_REDUCTIONS', 'LSP_PELVIS', 'J3D_WEIGHT', 'INPUTS', 'TERMS', 'ALIASES',
+           'OBJECTIVES', 'keypoint_reprojection_loss', 'kpr_to_pixels', 'mask_boundary', 'nearest_mask_pixel',
+           'nearest_vertex', 'MRTerms', 'mesh_reprojection_terms', 'mr_per_image', 'mesh_reprojection_loss',
+           'mesh_reprojection_bruteforce', 'root_center', 'joints3d_loss', 'Input', 'Term', 'register_term',
+           'parse_terms', 'kpr_term', 'mr_term', 'j3d_term', 'legacy_term_key', 'Objective']
 
 # %% ../nbs/03_losses.ipynb #d055fba5
 KPR_WEIGHT = 60.0                 # the authors' `kpr_loss_weight`: part of every KPR value in the paper's tables
@@ -432,123 +433,224 @@ def joints3d_loss(
 
 
 # %% ../nbs/03_losses.ipynb #b2a3367c
-OBJECTIVES = {"kpr": ("kpr",), "mr": ("mr",), "both": ("kpr", "mr"),   # `losses` setting -> the terms it trains on
-              "kpr3d": ("kpr", "j3d")}                                    # the positive control: KPR + 3D joints from the truth
-TERM_INPUTS = {"kpr": ("keypoints", "gt_keypoints"),                     # term -> the `terms` arguments it reads
-               "mr": ("vertices_px", "masks"),
-               "j3d": ("joints3d", "gt_joints3d")}
-TERMS = tuple(TERM_INPUTS)                                                # every term, in logging order
-_SHAPES = dict(keypoints="(B,14,2)", gt_keypoints="(B,14,3)", vertices_px="(B,V,2)", masks="(B,H,W)", joints3d="(B,14,3)",
-               gt_joints3d="(B,14,3)")
+@dataclass(frozen=True)
+class Input:
+    "Where a term's input comes from: an attribute of the decoded prediction, or a key of the batch (a target)."
+    kind: str   # "prediction" or "target"
+    path: str   # prediction: attribute path on `model.Decoded` ("body.lsp_joints"); target: the batch key ("mask")
+    shape: str  # shape and units, for the error messages and the docs
 
-def _check_weight(name: str, w, default: float):
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-        raise ValueError(f"Objective.{name} must be a finite number >= 0 (default {default}); got {w!r}")
+INPUTS: dict[str, Input] = {         # input name -> where it comes from (a term declares the names it reads)
+    "keypoints": Input("prediction", "keypoints", "(B,14,2) projected joints, crop units"),
+    "vertices_px": Input("prediction", "vertices_px", "(B,V,2) projected vertices, crop pixels"),
+    "joints3d": Input("prediction", "body.lsp_joints", "(B,14,3) predicted LSP joints, metres"),
+    "gt_keypoints": Input("target", "keypoints", "(B,14,3) annotated joints (u, v, visibility), crop units"),
+    "masks": Input("target", "mask", "(B,H,W) silhouettes (> 0 is the person)"),
+    "gt_joints3d": Input("target", "joints3d", "(B,14,3) true LSP joints, metres, NaN rows without truth")}
 
 @dataclass(frozen=True)
-class Objective:
-    "The supervised part of the generator's loss: which terms, their weights, and the MR options."
-    losses: str = "both"            # a key of `OBJECTIVES`: "kpr", "mr", "both" or "kpr3d" (the positive control)
-    kpr_weight: float = KPR_WEIGHT  # w_kpr, the authors' 60
-    mr_weight: float = 1.0          # w_mr (the tables' effective weight is 1; the authors' config: 0.001 with "paper")
-    mr_reduction: str = "mean"      # a `MR_REDUCTIONS` entry: "mean" (px per point, per image), "paper" or "sum"
-    mr_squared: bool = False        # squared distances both ways (Eq. (1)) instead of the code's L2 + L1
-    mr_pixel_centers: bool = True   # see `mesh_reprojection_terms`
-    mr_backend: str = "auto"        # a `MR_BACKENDS` entry, see `mesh_reprojection_terms`
-    j3d_weight: float = J3D_WEIGHT  # w_3d of the 3D joint loss (only in "kpr3d")
+class Term:
+    "A loss term: `fn(x, weight, reduction, options)` -> scalar (\"mean\") or (B,) (\"none\"), already weighted."
+    name: str
+    fn: Callable
+    inputs: tuple      # names of `INPUTS` the term reads from `x`
+    weight: float      # its default weight
+    label: str         # its name in tables ("KPR", "MR", ...)
+    options: dict      # option -> default (its type is the option's type)
+    choices: dict      # option -> the allowed values, where they are few
 
-    def __post_init__(self):
-        for name, allowed in (("losses", tuple(OBJECTIVES)), ("mr_reduction", MR_REDUCTIONS), ("mr_backend", MR_BACKENDS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"Objective.{name} must be one of {allowed}; got {getattr(self, name)!r}")
-        _check_weight("kpr_weight", self.kpr_weight, KPR_WEIGHT); _check_weight("mr_weight", self.mr_weight, 1.0)
-        _check_weight("j3d_weight", self.j3d_weight, J3D_WEIGHT)
-        for name in ("mr_squared", "mr_pixel_centers"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"Objective.{name} must be True or False; got {getattr(self, name)!r}")
+TERMS: dict[str, Term] = {}          # the live registry, in registration (= logging) order
+
+def register_term(name: str, # the registry key, also the metrics.csv column and the setting's word ("kpr")
+                  inputs: tuple, # names of `INPUTS` it reads
+                  weight: float, # default weight
+                  label: str, # for tables
+                  options: dict|None = None, # option -> default
+                  choices: dict|None = None, # option -> allowed values
+                 ):
+    "Decorator: register `fn(x, weight, reduction, options)` as the loss term `name`."
+    def deco(fn):
+        bad = [i for i in inputs if i not in INPUTS]
+        if bad: raise ValueError(f"register_term({name!r}): unknown inputs {bad}; registered: {', '.join(INPUTS)} (add one to `INPUTS`)")
+        if not name.isidentifier() or name in ALIASES:
+            raise ValueError(f"register_term: {name!r} must be an identifier and not an alias ({', '.join(ALIASES)})")
+        _check_weight(f"{name} (default weight)", weight)
+        TERMS[name] = Term(name, fn, tuple(inputs), float(weight), label, dict(options or {}), dict(choices or {}))
+        return fn
+    return deco
+
+def _check_weight(name: str, w):
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+        raise ValueError(f"Objective: the weight of {name} must be a finite number >= 0; got {w!r}")
+
+ALIASES = {"both": ("kpr", "mr"),    # the paper's "combined"
+           "kpr3d": ("kpr", "j3d")}  # the positive control: KPR + 3D joints from the truth
+
+def parse_terms(text, # "kpr+mr", an alias ("both"), or a sequence of names
+               ) -> tuple: # the term names in registry order (the order written does not matter)
+    "The terms a composition names, checked against the live registry (`TERMS`) and its aliases."
+    words = text.split("+") if isinstance(text, str) else list(text)
+    names = []
+    for w in (w.strip() for w in words):
+        if w not in TERMS and w not in ALIASES:
+            raise ValueError(f"unknown loss term {w!r} in {text!r}; registered terms: {', '.join(TERMS)}; aliases: "
+                             + ", ".join(f"{a}={'+'.join(t)}" for a, t in ALIASES.items()))
+        names += ALIASES.get(w, (w,))
+    if not names: raise ValueError(f"no loss term in {text!r}; registered terms: {', '.join(TERMS)}")
+    return tuple(n for n in TERMS if n in names)
+
+# %% ../nbs/03_losses.ipynb #tr000003
+@register_term("kpr", ("keypoints", "gt_keypoints"), KPR_WEIGHT, "KPR")
+def kpr_term(x: dict, weight: float, reduction: str, opts: dict) -> Tensor:
+    "KPR (`keypoint_reprojection_loss`)."
+    return keypoint_reprojection_loss(x["keypoints"], x["gt_keypoints"], weight, reduction)
+
+@register_term("mr", ("vertices_px", "masks"), 1.0, "MR",
+               options=dict(reduction="mean", squared=False, pixel_centers=True, backend="auto"),
+               choices=dict(reduction=MR_REDUCTIONS, backend=MR_BACKENDS))
+def mr_term(x: dict, weight: float, reduction: str, o: dict) -> Tensor:
+    "MR under the objective's options; `x[\"mr_sums\"]` (`mesh_reprojection_terms`) is used when given."
+    t = x.get("mr_sums")
+    if t is None: t = mesh_reprojection_terms(x["vertices_px"], x["masks"], o["squared"], o["pixel_centers"], o["backend"])
+    if reduction == "none": return weight * mr_per_image(t, o["reduction"])
+    return _reduce_mr(t, o["reduction"], weight)
+
+@register_term("j3d", ("joints3d", "gt_joints3d"), J3D_WEIGHT, "3D truth")
+def j3d_term(x: dict, weight: float, reduction: str, opts: dict) -> Tensor:
+    "The positive control's 3D joint loss (`joints3d_loss`)."
+    return joints3d_loss(x["joints3d"], x["gt_joints3d"], weight, reduction)
+
+OBJECTIVES = {"kpr": ("kpr",), "mr": ("mr",), **ALIASES}   # the settings' named objectives (kept for older callers)
+
+# %% ../nbs/03_losses.ipynb #tr000005
+def legacy_term_key(key: str) -> tuple|None:
+    "An old flat name -> (term, option) or (term, \"weight\"): `kpr_weight` -> (\"kpr\", \"weight\"), `mr_squared` -> (\"mr\", \"squared\")."
+    term, _, opt = key.partition("_")
+    if term in TERMS and (opt == "weight" or opt in TERMS[term].options): return term, opt
+    return None
+
+@dataclass(frozen=True, init=False)
+class Objective:
+    "The supervised part of the generator's loss: which terms (`TERMS`), their weights and options."
+    terms_: tuple   # the terms trained on, registry order
+    weights: dict   # term -> weight, where it is not the term's default
+    options: dict   # term -> {option: value}, where it is not the declared default
+
+    def __init__(self, losses="both", # a composition "kpr+mr", an alias ("both", "kpr3d") or a sequence of term names
+                 weights: dict|None = None, # term -> weight (any registered term; missing: its default)
+                 options: dict|None = None, # term -> {option: value} (missing: the declared defaults)
+                 terms_: tuple|None = None, # (used by `dataclasses.replace`)
+                 **flat): # the old flat names: `kpr_weight=60.`, `mr_reduction="paper"`, `mr_backend="batched"`, ...
+        w, o = dict(weights or {}), {k: dict(v) for k, v in (options or {}).items()}
+        for key, v in flat.items():
+            where = legacy_term_key(key)
+            if where is None: raise ValueError(f"Objective has no option {key!r}; weights: " + ", ".join(f"{t}_weight" for t in TERMS)
+                                               + "; options: " + ", ".join(f"{t}_{k}" for t in TERMS for k in TERMS[t].options))
+            if where[1] == "weight": w[where[0]] = v
+            else: o.setdefault(where[0], {})[where[1]] = v
+        for t, v in w.items():
+            if t not in TERMS: raise ValueError(f"Objective.weights: unknown term {t!r}; registered: {', '.join(TERMS)}")
+            _check_weight(repr(t), v)
+        for t, opts in o.items():
+            if t not in TERMS: raise ValueError(f"Objective.options: unknown term {t!r}; registered: {', '.join(TERMS)}")
+            for k, v in opts.items(): _check_option(TERMS[t], k, v)
+        object.__setattr__(self, "terms_", tuple(terms_) if terms_ is not None else parse_terms(losses))
+        object.__setattr__(self, "weights", {t: float(v) for t, v in w.items() if v != TERMS[t].weight})
+        object.__setattr__(self, "options", {t: d for t, d in ((t, {k: v for k, v in d.items() if v != TERMS[t].options[k]})
+                                                               for t, d in o.items()) if d})
 
     @property
-    def names(self) -> tuple: # the terms the objective trains on, e.g. ("kpr", "mr")
-        return OBJECTIVES[self.losses]
+    def names(self) -> tuple: return self.terms_    # the terms the objective trains on, e.g. ("kpr", "mr")
+    @property
+    def losses(self) -> str: return "+".join(self.terms_)   # the composition, e.g. "kpr+mr"
+    def in_objective(self, name: str) -> bool: return name in self.terms_
+    def weight(self, name: str) -> float: return self.weights.get(name, TERMS[name].weight)
+    def option(self, name: str) -> dict: return TERMS[name].options | self.options.get(name, {})
 
-    def in_objective(self, name: str) -> bool:
-        "Whether the term `name` (a key of `TERM_INPUTS`) is part of the loss."
-        return name in self.names
+    def __getattr__(self, key): # the old flat reads: `kpr_weight`, `mr_reduction`, ...
+        where = legacy_term_key(key) if not key.startswith("__") else None
+        if where is None: raise AttributeError(f"'Objective' object has no attribute {key!r}")
+        return self.weight(where[0]) if where[1] == "weight" else self.option(where[0])[where[1]]
 
     def mr_sums(self, vertices_px: Tensor, # (B,V,2) crop pixels
                 masks: Tensor, # (B,H,W) silhouettes
                ) -> MRTerms: # both sums per image, with this objective's distance and pixel conventions
         "The MR sums (`mesh_reprojection_terms`) as this objective measures them."
-        return mesh_reprojection_terms(vertices_px, masks, self.mr_squared, self.mr_pixel_centers, self.mr_backend)
+        o = self.option("mr")
+        return mesh_reprojection_terms(vertices_px, masks, o["squared"], o["pixel_centers"], o["backend"])
 
-    def _kpr(self, x: dict, reduction: str, mr_sums) -> Tensor:
-        return keypoint_reprojection_loss(x["keypoints"], x["gt_keypoints"], self.kpr_weight, reduction)
+def _check_option(term: Term, key: str, v):
+    "One option of `term`: declared, of the default's type, one of the `choices` where they are given."
+    if key not in term.options:
+        raise ValueError(f"Objective: term {term.name!r} has no option {key!r}; its options: {', '.join(term.options) or '(none)'}")
+    d, where = term.options[key], f"Objective: option {key!r} of term {term.name!r} ({term.name}_{key})"
+    if isinstance(d, bool) and not isinstance(v, bool): raise ValueError(f"{where} must be True or False; got {v!r}")
+    if isinstance(d, (int, float)) and not isinstance(d, bool) and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        raise ValueError(f"{where} must be a number (like {d!r}); got {v!r}")
+    if key in term.choices and v not in term.choices[key]: raise ValueError(f"{where} must be one of {term.choices[key]}; got {v!r}")
 
-    def _mr(self, x: dict, reduction: str, mr_sums) -> Tensor:
-        if mr_sums is None: mr_sums = self.mr_sums(x["vertices_px"], x["masks"])
-        if reduction == "none": return self.mr_weight * mr_per_image(mr_sums, self.mr_reduction)
-        return _reduce_mr(mr_sums, self.mr_reduction, self.mr_weight)
+# %% ../nbs/03_losses.ipynb #tr000008
+def _terms(self: Objective,
+           keypoints: Tensor|None = None, # (B,14,2) projected joints, crop units
+           vertices_px: Tensor|None = None, # (B,V,2) projected vertices, crop pixels
+           gt_keypoints: Tensor|None = None, # (B,14,3) annotated joints (u, v, visibility), crop units
+           masks: Tensor|None = None, # (B,H,W) silhouettes (> 0 is the person)
+           reduction: str = "mean", # "mean": the batch's loss terms (scalars); "none": per image, (B,)
+           log_all: bool = False, # also the registered terms not in the objective, without gradient (for logs and tables)
+           mr_sums: MRTerms|None = None, # `mr_sums(vertices_px, masks)` if already computed (evaluation reports them too)
+           joints3d: Tensor|None = None, # (B,14,3) predicted LSP joints, metres
+           gt_joints3d: Tensor|None = None, # (B,14,3) true LSP joints, metres, NaN rows for images without truth
+           **inputs, # any other `INPUTS` a registered term reads
+          ) -> dict: # name -> weighted term: the objective's; with log_all also every other whose inputs are given
+    "The weighted terms: the objective's with gradient, the others (with `log_all`, where their inputs are given) without."
+    if reduction not in KPR_REDUCTIONS:
+        raise ValueError(f"Objective.terms: reduction must be one of {KPR_REDUCTIONS}; got {reduction!r}")
+    x = dict(keypoints=keypoints, gt_keypoints=gt_keypoints, vertices_px=vertices_px, masks=masks, joints3d=joints3d,
+             gt_joints3d=gt_joints3d, **inputs, mr_sums=mr_sums)
+    out = {}
+    for name, term in list(TERMS.items()):
+        missing = [k for k in term.inputs if x.get(k) is None]
+        if name in self.terms_:
+            if missing:
+                raise ValueError(f"Objective.terms: the {name!r} term needs " + " and ".join(f"`{k}` {INPUTS[k].shape}" for k in term.inputs)
+                                 + f"; got None for {missing}")
+            out[name] = term.fn(x, self.weight(name), reduction, self.option(name))
+        elif log_all and not missing:
+            with torch.no_grad(): out[name] = term.fn(x, self.weight(name), reduction, self.option(name))
+    return out
+Objective.terms = _terms
 
-    def _j3d(self, x: dict, reduction: str, mr_sums) -> Tensor:
-        return joints3d_loss(x["joints3d"], x["gt_joints3d"], self.j3d_weight, reduction)
+def _get(obj, path: str): # `decoded.body.lsp_joints` for "body.lsp_joints"; None where any part is missing
+    for p in path.split("."): obj = getattr(obj, p, None)
+    return obj
 
-    def _missing(self, name: str, x: dict, mr_sums) -> list: # the inputs term `name` lacks
-        if name == "mr" and mr_sums is not None: return []
-        return [k for k in TERM_INPUTS[name] if x[k] is None]
+def _terms_for(self: Objective,
+               decoded, # a prediction with the `INPUTS` of kind "prediction" (`.keypoints`, `.vertices_px`, `.body.lsp_joints`), e.g. `model.Decoded`
+               batch: dict, # the targets by their batch keys: "keypoints", "mask", "joints3d", ... (as `data.PoseDataset` yields)
+               reduction: str = "mean", # see `terms`; "none" per image: what evaluation tables every term with
+               log_all: bool = False, # see `terms`
+              ) -> dict: # see `terms`
+    "`terms` for a decoded prediction and its batch: each term asks for its inputs by name (batch tensors moved to the prediction's device)."
+    need = {INPUTS[k].path for n in self.terms_ for k in TERMS[n].inputs if INPUTS[k].kind == "target"}
+    missing = sorted(k for k in need if batch.get(k) is None)
+    if missing: raise ValueError(f"Objective.terms_for: the batch lacks {missing}; losses={self.losses!r} needs the targets "
+                                 f"{sorted(need)} (a data source without them cannot train this objective)")
+    dev = decoded.keypoints.device
+    x = {}
+    for k, inp in INPUTS.items():
+        v = _get(decoded, inp.path) if inp.kind == "prediction" else batch.get(inp.path)
+        x[k] = v.to(dev) if isinstance(v, Tensor) and inp.kind == "target" and v.device != dev else v   # already there: no copy
+    return self.terms(reduction=reduction, log_all=log_all, **x)
+Objective.terms_for = _terms_for
 
-    def terms(self,
-              keypoints: Tensor|None, # (B,14,2) projected joints, crop units (None: only if KPR is not needed)
-              vertices_px: Tensor|None, # (B,V,2) projected vertices, crop pixels (None: only if MR is not needed)
-              gt_keypoints: Tensor|None, # (B,14,3) annotated joints (u, v, visibility), crop units
-              masks: Tensor|None, # (B,H,W) silhouettes (> 0 is the person)
-              reduction: str = "mean", # "mean": the batch's loss terms (scalars); "none": per image, (B,)
-              log_all: bool = False, # also the terms not in the objective, computed without gradient (for the logs)
-              mr_sums: MRTerms|None = None, # `mr_sums(vertices_px, masks)` if already computed (evaluation reports them too)
-              joints3d: Tensor|None = None, # (B,14,3) predicted LSP joints, metres (None: only if "j3d" is not needed)
-              gt_joints3d: Tensor|None = None, # (B,14,3) true LSP joints, metres, NaN rows for images without truth
-             ) -> dict: # name -> weighted term: those of the objective; with log_all also the others whose inputs are given
-        "The weighted terms: the objective's with gradient, the others (with `log_all`, where their inputs are given) without."
-        if reduction not in KPR_REDUCTIONS:
-            raise ValueError(f"Objective.terms: reduction must be one of {KPR_REDUCTIONS}; got {reduction!r}")
-        x = dict(keypoints=keypoints, gt_keypoints=gt_keypoints, vertices_px=vertices_px, masks=masks, joints3d=joints3d,
-                 gt_joints3d=gt_joints3d)
-        out = {}
-        for name in TERMS:
-            missing = self._missing(name, x, mr_sums)
-            fn = getattr(self, f"_{name}")
-            if self.in_objective(name):
-                if missing:
-                    raise ValueError(f"Objective.terms: the {name!r} term needs " + " and ".join(f"`{k}` {_SHAPES[k]}" for k in TERM_INPUTS[name])
-                                     + f"; got None for {missing}")
-                out[name] = fn(x, reduction, mr_sums)
-            elif log_all and not missing:
-                with torch.no_grad(): out[name] = fn(x, reduction, mr_sums)
-        return out
-
-    def terms_for(self,
-                  decoded, # anything with `.keypoints` (B,14,2), `.vertices_px` (B,V,2) [and `.body.lsp_joints`], e.g. `model.Decoded`
-                  batch: dict, # "keypoints" (B,14,3), "mask" (B,H,W) as `data.PoseDataset` yields, ["joints3d" (B,14,3) for "j3d"]
-                  reduction: str = "mean", # see `terms`
-                  log_all: bool = False, # see `terms`
-                 ) -> dict: # see `terms`
-        "`terms` for a decoded prediction and its batch (the batch's tensors are moved to the prediction's device)."
-        need = {"kpr": "keypoints", "mr": "mask", "j3d": "joints3d"}
-        missing = [need[n] for n in self.names if need[n] not in batch]
-        if missing: raise ValueError(f"Objective.terms_for: the batch lacks {missing}; losses={self.losses!r} needs "
-                                     + ", ".join(f"{need[n]}" for n in self.names))
-        dev = decoded.keypoints.device
-        get = lambda k: batch[k].to(dev) if k in batch else None
-        body = getattr(decoded, "body", None)
-        return self.terms(decoded.keypoints, decoded.vertices_px, get("keypoints"), get("mask"), reduction, log_all,
-                          joints3d=getattr(body, "lsp_joints", None), gt_joints3d=get("joints3d"))
-
-    def total(self, terms: dict, # from `terms`: name -> weighted term
-             ) -> Tensor: # the sum of the objective's terms (terms only logged are left out)
-        "The objective's loss: the sum of its weighted terms."
-        missing = [n for n in self.names if n not in terms]
-        if missing:
-            raise ValueError(f"Objective.total: terms {missing} of losses={self.losses!r} are missing; got {sorted(terms)} "
-                             "(pass what `Objective.terms` returned)")
-        loss = terms[self.names[0]]
-        for n in self.names[1:]: loss = loss + terms[n]
-        return loss
+def _total(self: Objective, terms: dict, # from `terms`: name -> weighted term
+          ) -> Tensor: # the sum of the objective's terms (terms only logged are left out)
+    "The objective's loss: the sum of its weighted terms."
+    missing = [n for n in self.terms_ if n not in terms]
+    if missing:
+        raise ValueError(f"Objective.total: terms {missing} of losses={self.losses!r} are missing; got {sorted(terms)} "
+                         "(pass what `Objective.terms` returned)")
+    loss = terms[self.terms_[0]]
+    for n in self.terms_[1:]: loss = loss + terms[n]
+    return loss
+Objective.total = _total

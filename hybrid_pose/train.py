@@ -5,7 +5,7 @@
 # %% ../nbs/09_train.ipynb #db22abb1
 from __future__ import annotations
 import contextlib, csv, dataclasses, io, json, logging, math, os, sys, time, tomllib
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
 import torch
@@ -14,43 +14,88 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .body import load_body_model, resolve_device
+from .body import find_smpl_file, load_body_model, resolve_device
 from .model import HybridPoseNet, decode, split_theta
-from .viz import atomic_write, remove_stale_temps
-from .losses import OBJECTIVES, MR_REDUCTIONS, TERMS, Objective
-from .critic import (PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, PriorRecipe, build_prior, masked_step, pretrain_prior,
-                                prior_options)
+from .viz import remove_stale_temps
+from .losses import ALIASES, INPUTS, TERMS, Objective, legacy_term_key as _legacy_term
+from .critic import (PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, PriorRecipe, build_prior, build_prior_from,
+                                check_prior_options, masked_step, pretrain_prior, prior_defaults, prior_recipe)
 from .poses import JointLimitSampler, PoseStream
 from .natural_poses import POSE_SAMPLERS, CRITIC_STREAM, make_pose_sampler, stream_generator
 from .data import PoseDataset, EpochSampler, collate_skip_none, seed_worker, DataError, GET_COMMANDS
 from .evaluate import batch_joints3d, load_truth, truth_file
 from . import checkpoint as ckpt
-from .cli import EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_NOTHING, UsageError, one_line, main as cli_main
+from .base import (EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_NOTHING, EXIT_INTERRUPTED, UsageError, one_line, check_writable,
+                              atomic_write)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'LOSSES', 'PRIORS', 'PROFILES', 'RESUME_FREE', 'STATUSES', 'LOG_COLUMNS', 'TRAIN_EXIT', 'TrainConfig',
-           'setting_name', 'parse_setting', 'resolve_profile', 'read_config_file', 'load_config', 'apply_overrides',
-           'ResumableSampler', 'dist_context', 'real_poses', 'val_sources', 'autocast_dtype', 'determinism',
-           'rank_seed', 'Trainer', 'HostSyncCounter', 'config_changes', 'train', 'build_trainer', 'train_command',
-           'main']
+__all__ = ['log', 'LOSSES', 'PRIORS', 'LEGACY', 'PROFILES', 'RESUME_FREE', 'STATUSES', 'LOG_COLUMNS', 'TRAIN_EXIT', 'legacy_key',
+           'migrate_config', 'TrainConfig', 'resolved_body_model', 'setting_name', 'parse_setting', 'setting_fields',
+           'resolve_profile', 'read_config_file', 'load_config', 'apply_overrides', 'ResumableSampler', 'dist_context',
+           'real_poses', 'val_sources', 'autocast_dtype', 'determinism', 'rank_seed', 'cpu_threads', 'Trainer',
+           'HostSyncCounter', 'config_changes', 'train', 'build_trainer', 'train_command', 'main']
 
 # %% ../nbs/09_train.ipynb #660487bf
-LOSSES = tuple(OBJECTIVES)                # "kpr", "mr", "both": KPR only, MR only, combined; "kpr3d": the positive control (`losses.OBJECTIVES`)
-PRIORS = ("none", *PRIOR_CLASSES)         # no prior, and every registered prior ("critic", "hmr", ...)
+class _Live:
+    "A tuple-like view of a registry, read each time it is used (a registration after import is seen)."
+    def __init__(self, names): self._names = names
+    def __iter__(self): return iter(self._names())
+    def __len__(self): return len(self._names())
+    def __contains__(self, x): return x in self._names()
+    def __getitem__(self, i): return self._names()[i]
+    def __repr__(self): return repr(self._names())
+    def index(self, x) -> int: # the position; an entry not (or no longer) registered sorts after every registered one
+        n = self._names()
+        return n.index(x) if x in n else len(n)
 
+LOSSES = _Live(lambda: ("kpr", "mr", *ALIASES, *(t for t in TERMS if t not in ("kpr", "mr"))))  # named objectives and terms (`losses`)
+PRIORS = _Live(lambda: ("none", *PRIOR_CLASSES))   # no prior, and every registered prior ("critic", "hmr", ...)
+
+LEGACY = {"adv_weight": ("prior_options.adv_weight", -1.0), "adv_stages": ("prior_options.adv_stages", "auto"),
+          "critic_rotations": ("prior_options.rotations", None), "critic_canonical": ("prior_options.canonical", None),
+          "gp_mode": ("prior_options.gp_mode", None), "gp_weight": ("prior_options.gp_weight", None),
+          "critic_lr": ("prior_options.lr", 0.0), "critic_weight_decay": ("prior_options.weight_decay", -1.0),
+          "critic_steps": ("prior_steps", None), "critic_fakes": ("prior_fakes", None)}  # old field -> new key, the old "the default" value
+
+def legacy_key(key: str) -> str|None:
+    "An old flat field's new dotted key (`kpr_weight` -> `weights.kpr`, `mr_squared` -> `term_options.mr.squared`); None if not old."
+    if key in LEGACY: return LEGACY[key][0]
+    where = _legacy_term(key)
+    if where is None: return None
+    return f"weights.{where[0]}" if where[1] == "weight" else f"term_options.{where[0]}.{where[1]}"
+
+def migrate_config(d: dict, # a config as saved: today's, or the flat `asdict(TrainConfig)` of older checkpoints and sidecars
+                  ) -> dict: # the same run in today's fields (an old default-meaning value such as adv_weight -1 is dropped)
+    "Older flat configs -> today's: weights and term options to `weights`/`term_options`, the prior's fields to `prior_options`."
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items() if legacy_key(k) is None}
+    prior = out.get("prior", "critic")
+    declared = prior_defaults(prior) if prior in PRIOR_CLASSES else {}
+    for k, v in d.items():
+        new = legacy_key(k)
+        if new is None or (k in LEGACY and v == LEGACY[k][1]): continue
+        head, _, rest = new.partition(".")
+        if head == "prior_options" and (rest not in declared or v == declared[rest]): continue   # not this prior's, or its default
+        if head == "weights" and v == TERMS[rest].weight: continue
+        if head == "term_options" and v == TERMS[rest.split(".")[0]].options[rest.split(".")[1]]: continue
+        if not rest: out[head] = v; continue
+        box = out.setdefault(head, {})
+        for part in rest.split(".")[:-1]: box = box.setdefault(part, {})
+        box[rest.split(".")[-1]] = v
+    return out
+
+# %% ../nbs/09_train.ipynb #cf000001
 _RANGES = dict(batch_size=(1, None), img_size=(32, None), num_workers=(0, None), max_train_images=(0, None), n_iter=(1, None),
-               dropout=(0, 1), lspet_val=(0, 10000), kpr_weight=(0, None), mr_weight=(0, None), j3d_weight=(0, None), adv_weight=(-1, None), gp_weight=(0, None),
-               critic_weight_decay=(-1, None),
-               critic_steps=(1, None), gen_lr=(0, None), critic_lr=(0, None), epochs=(0, None), max_steps=(0, None),
+               dropout=(0, 1), lspet_val=(0, 10000), prior_steps=(1, None), gen_lr=(0, None), epochs=(0, None), max_steps=(0, None),
                grad_clip=(0, None), ckpt_every=(0, None), val_every=(-1, None), val_batches=(0, None), log_every=(1, None),
-               nan_patience=(1, None), time_budget_s=(0, None))
-_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
+               nan_patience=(1, None), time_budget_s=(0, None), threads=(0, None))
+_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}
+_CHOICES = dict(prior_fakes=("all", "last"), dropout_stages=("last", "all"), amp_dtype=("auto", "bf16", "fp16"))
 
 @dataclass
 class TrainConfig:
-    "Everything that defines a training run."
+    "Everything that defines a training run, grouped by concern; weights live with the terms, options with the prior."
     # data
     data_root: str = "data"            # holds lsp/, lspet/, upi-s1h/, synthetic/
     dataset: str = "lsp+lspet"         # training sources joined by "+": the paper's LSP + LSPe; "lsp"; "synthetic"
@@ -60,6 +105,7 @@ class TrainConfig:
     img_size: int = 224                # crop side fed to the network, pixels
     batch_size: int = 8                # global batch (split across DDP processes)
     num_workers: int = 2               # DataLoader workers per process
+    lspet_val: int = 0                 # hold out LSPe's last N images as its "val" split (0: the paper's, all LSPe trains)
     # model
     body_model: str = "auto"           # "auto" (SMPL if converted, else the open model), "open", "smpl" or a path
     backbone: str = "resnet50"         # "resnet50" (the paper), "resnet34", "resnet18"
@@ -69,28 +115,18 @@ class TrainConfig:
     dropout_stages: str = "last"       # "last" (the authors) or "all" (HMR)
     freeze_bn: bool = False            # BatchNorm in inference mode (running statistics) while training
     mean_params: str = ""              # HMR's mean-parameter file for Θ₀ ("" = zero pose and shape)
-    # losses and prior: the settings matrix
-    losses: str = "both"               # a key of `losses.OBJECTIVES`: "kpr", "mr", "both"; "kpr3d" (KPR + 3D joints: synthetic only)
-    prior: str = "critic"              # "none" or a registered prior: "critic" (KCS + WGAN-GP), "hmr" (HMR's, LSGAN), "fixedcritic" (pretrained, fixed)
-    kpr_weight: float = 60.0           # the authors' `kpr_loss_weight`
-    mr_weight: float = 1.0             # see "The MR weight" above; the authors': 0.001 with mr_reduction="paper"
-    mr_reduction: str = "mean"         # a `losses.MR_REDUCTIONS` entry: "mean" (per-image mean distance, px), "paper", "sum"
-    mr_squared: bool = False           # the paper's Eq. (1) (squared distances) instead of the code's L2 + L1
-    j3d_weight: float = 60.0           # w_3d of the positive control's 3D joint loss (`losses.joints3d_loss`)
-    adv_weight: float = -1.0           # weight of the adversarial term; -1: the prior's recipe (critic 0.01, HMR 1)
-    adv_stages: str = "auto"           # IEF stages the adversarial term sees: "last", "all"; "auto": the prior's recipe
-    critic_rotations: bool = True      # the critic's rotation head (False: the paper's "critic without rotation")
-    critic_canonical: bool = True      # canonicalise the critic's joints stream (our fix)
-    gp_mode: str = "per_sample"        # "per_sample" (WGAN-GP) or "authors"
-    gp_weight: float = 10.0
-    critic_steps: int = 1              # prior updates per generator update (the authors: 1)
-    critic_fakes: str = "all"          # fakes for the prior: "all" IEF iterations (the authors) or "last"
-    pose_source: str = "natural"       # real poses: a pose sampler ("natural": the activity library; "uniform": joint limits) or a folder/file of MoSh/AMASS poses
-    lspet_val: int = 0                 # hold out LSPe's last N images as its "val" split (0: the paper's, all LSPe trains)
+    # objective: the loss terms (`losses.TERMS`), their weights and options
+    losses: str = "both"               # a composition of terms "kpr+mr", or an alias ("both" = kpr+mr, "kpr3d" = kpr+j3d)
+    weights: dict = field(default_factory=dict)       # term -> weight ({} : each term's default; KPR 60, MR 1, j3d 60)
+    term_options: dict = field(default_factory=dict)  # term -> {option: value}, e.g. {"mr": {"reduction": "paper"}}
+    # prior: a registered prior (`critic.PRIORS`) and its declared options (`critic.prior_defaults`)
+    prior: str = "critic"              # "none", "critic" (KCS + WGAN-GP), "hmr" (HMR's, LSGAN), "fixedcritic" (pretrained, fixed)
+    prior_options: dict = field(default_factory=dict) # option -> value, e.g. {"rotations": False, "adv_weight": 0.05}
+    prior_steps: int = 1               # prior updates per generator update (the authors: 1)
+    prior_fakes: str = "all"           # fakes for the prior: "all" IEF iterations (the authors) or "last"
+    pose_source: str = "natural"       # real poses: a pose sampler ("natural", "uniform") or a folder/file of MoSh/AMASS poses
     # optimisation
     gen_lr: float = 1e-4
-    critic_lr: float = 0.0             # 0: the prior's default (critic 5e-4, HMR discriminator 1e-4)
-    critic_weight_decay: float = -1.0  # the prior's L2 weight decay; -1: the prior's recipe (0 for both)
     epochs: int = 120                  # the paper (the authors' code: 125)
     max_steps: int = 0                 # > 0: stop after this many steps (whatever `epochs` says)
     grad_clip: float = 0.0             # > 0: clip the generator's gradient norm
@@ -100,8 +136,9 @@ class TrainConfig:
     sync_bn: bool = True               # SyncBatchNorm when DDP runs on several CUDA processes (statistics over the global batch)
     deterministic: bool = False        # deterministic algorithms (+ CUBLAS_WORKSPACE_CONFIG); see "Precision, DDP, determinism"
     seed: int = 0                      # weights start equal on every process; dropout and GP draws differ per rank
+    # run: where and how it executes (not what it computes)
     device: str = "auto"
-    # bookkeeping
+    threads: int = 0                   # torch CPU threads per process; 0: see `cpu_threads` (1 per process on a small machine)
     out_dir: str = "runs/run"          # checkpoint.pt, config.json, metrics.csv, val.csv, tb/
     ckpt_every: int = 1000             # steps between checkpoints (and one at the end)
     val_every: int = 0                 # steps between validations (0: only at the end; -1: never)
@@ -113,62 +150,103 @@ class TrainConfig:
     tensorboard: bool = True           # also write TensorBoard events (when `tensorboard` is installed)
     progress: bool = True              # tqdm bar
 
-    def __post_init__(self):
-        for f in dataclasses.fields(self):
-            v, want = getattr(self, f.name), _TYPES[f.type]
-            if not isinstance(v, want) or (isinstance(v, bool) and want is not bool):
-                raise ValueError(f"TrainConfig.{f.name} must be {f.type} (like {f.default!r}); got {v!r} ({type(v).__name__})")
-            lo, hi = _RANGES.get(f.name, (None, None))
-            if (lo is not None and v < lo) or (hi is not None and v > hi):
-                raise ValueError(f"TrainConfig.{f.name} must be " + (f"in [{lo}, {hi}]" if hi is not None else f">= {lo}") + f"; got {v!r}")
-        choices = [("losses", LOSSES), ("prior", PRIORS), ("mr_reduction", MR_REDUCTIONS), ("gp_mode", ("per_sample", "authors")),
-                   ("critic_fakes", ("all", "last")), ("dropout_stages", ("last", "all")), ("adv_stages", ("auto", "last", "all")),
-                   ("amp_dtype", ("auto", "bf16", "fp16"))]
-        for name, allowed in choices:
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"TrainConfig.{name} must be one of {allowed}; got {getattr(self, name)!r}")
-        if isinstance(self.dropout, int): self.dropout = float(self.dropout)
+    def __post_init__(self): _check_config(self)   # below: every field, and the registries as they are now
 
-    @property
-    def objective(self) -> Objective:
-        "The reprojection terms and their weights (`losses.Objective`): the one definition trainer and evaluation share."
-        return Objective(losses=self.losses, kpr_weight=self.kpr_weight, mr_weight=self.mr_weight,
-                         mr_reduction=self.mr_reduction, mr_squared=self.mr_squared, j3d_weight=self.j3d_weight)
+# %% ../nbs/09_train.ipynb #cf000002
+def _check_config(self: TrainConfig):
+    "Check every field: its type, its range, its choices; the objective and the prior against their live registries."
+    for f in dataclasses.fields(self):
+        v, want = getattr(self, f.name), _TYPES[f.type]
+        if not isinstance(v, want) or (isinstance(v, bool) and want is not bool):
+            raise ValueError(f"TrainConfig.{f.name} must be {f.type} (like {f.default if f.default is not dataclasses.MISSING else {}!r}); "
+                             f"got {v!r} ({type(v).__name__})")
+        lo, hi = _RANGES.get(f.name, (None, None))
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise ValueError(f"TrainConfig.{f.name} must be " + (f"in [{lo}, {hi}]" if hi is not None else f">= {lo}") + f"; got {v!r}")
+    for name, allowed in _CHOICES.items():
+        if getattr(self, name) not in allowed: raise ValueError(f"TrainConfig.{name} must be one of {allowed}; got {getattr(self, name)!r}")
+    if self.prior not in PRIORS: raise ValueError(f"TrainConfig.prior must be one of {tuple(PRIORS)} (registered now); got {self.prior!r}")
+    try: self.objective
+    except ValueError as e: raise ValueError(f"TrainConfig (losses={self.losses!r}, weights, term_options): {e}") from None
+    check_prior_options(self.prior, self.prior_options, "TrainConfig.prior_options")
+    if isinstance(self.dropout, int): self.dropout = float(self.dropout)
 
-    @property
-    def prior_recipe(self) -> PriorRecipe|None:
-        "How the generator uses the prior: its class's `recipe` (`critic.PriorRecipe`), with the fields set here over it."
-        if self.prior == "none": return None
-        r = PRIOR_CLASSES[self.prior].recipe
-        return dataclasses.replace(r, adv_weight=r.adv_weight if self.adv_weight < 0 else self.adv_weight,
-                                   adv_stages=r.adv_stages if self.adv_stages == "auto" else self.adv_stages,
-                                   weight_decay=r.weight_decay if self.critic_weight_decay < 0 else self.critic_weight_decay)
+def _legacy_read(self: TrainConfig, key: str): # the old flat reads: cfg.kpr_weight, cfg.mr_reduction, cfg.critic_rotations, ...
+    new = legacy_key(key) if not key.startswith("_") else None
+    if new is None: raise AttributeError(f"'TrainConfig' object has no attribute {key!r}")
+    head, _, rest = new.partition(".")
+    if head == "weights": return self.objective.weight(rest)
+    if head == "term_options": t, o = rest.split("."); return self.objective.option(t)[o]
+    if head == "prior_options": return self.resolved_prior_options().get(rest)
+    return getattr(self, head)
+TrainConfig.__getattr__ = _legacy_read
 
-    def resolved(self) -> dict:
-        "The fields with the prior's recipe filled in: what the run actually does (what resume compares)."
-        d, r = asdict(self), self.prior_recipe
-        if r is not None: d.update(adv_weight=r.adv_weight, adv_stages=r.adv_stages, critic_weight_decay=r.weight_decay)
-        return d
+TrainConfig.objective = property(lambda self: Objective(self.losses, weights=self.weights, options=self.term_options),
+                                 doc="The loss terms, weights and options (`losses.Objective`): the one definition trainer and evaluation share.")
+TrainConfig.prior_recipe = property(lambda self: prior_recipe(self.prior, self.prior_options),
+                                    doc="How the generator uses the prior: its recipe with the run's `adv_weight`/`adv_stages` over it.")
+TrainConfig.setting = property(lambda self: setting_name(self.losses, self.prior, prior_options=self.prior_options),
+                               doc="The cell of the settings matrix, e.g. 'both+critic' (`parse_setting` reads it back).")
 
-    @property
-    def setting(self) -> str:
-        "The cell of the settings matrix, e.g. 'both+critic' (`parse_setting` reads it back)."
-        return setting_name(self.losses, self.prior, self.critic_rotations)
+def _resolved_prior_options(self: TrainConfig) -> dict:
+    "The prior's declared options with this run's values over them ({} without a prior)."
+    return {} if self.prior == "none" else prior_defaults(self.prior) | self.prior_options
+TrainConfig.resolved_prior_options = _resolved_prior_options
 
-def setting_name(losses: str, prior: str, critic_rotations: bool = True) -> str:
-    "'both', 'critic', False -> 'both+critic-norot': the grammar of the settings matrix."
-    return f"{losses}+{prior}" + ("" if critic_rotations or prior != "critic" else "-norot")
+def _resolved(self: TrainConfig) -> dict:
+    "What the run computes, flat (`weights.kpr`, `prior_options.gp_weight`): defaults filled in, aliases and 'auto' resolved."
+    o, d = self.objective, asdict(self)
+    d.update(losses=o.losses, body_model=resolved_body_model(self.body_model, self.data_root))
+    for k in ("weights", "term_options", "prior_options"): d.pop(k)
+    d.update({f"weights.{t}": o.weight(t) for t in o.names})
+    d.update({f"term_options.{t}.{k}": v for t in o.names for k, v in o.option(t).items()})
+    d.update({f"prior_options.{k}": v for k, v in self.resolved_prior_options().items()})
+    return d
+TrainConfig.resolved = _resolved
 
-def parse_setting(setting: str) -> dict:
-    "'both+critic-norot' -> the TrainConfig fields it stands for (losses, prior, critic_rotations)."
-    s = setting.strip()
-    norot = s.endswith("-norot")
-    losses, _, prior = s.removesuffix("-norot").partition("+")
-    prior = prior or "none"
-    if losses not in LOSSES or prior not in PRIORS or (norot and prior != "critic"):
-        raise ValueError(f"setting {setting!r}: expected LOSSES+PRIOR with LOSSES in {LOSSES}, PRIOR in {PRIORS}, "
-                         "and an optional '-norot' after 'critic' (e.g. 'both+critic-norot')")
-    return dict(losses=losses, prior=prior, critic_rotations=not norot)
+def resolved_body_model(name: str, data_root) -> str:
+    "'auto' -> 'smpl' when a converted SMPL model is found (as `body.load_body_model` looks), else 'open'; other names as they are."
+    if name != "auto": return name
+    return "smpl" if find_smpl_file(data_root) is not None else "open"
+
+# %% ../nbs/09_train.ipynb #cf000003
+def setting_name(losses: str, # the `losses` field as written ("both", "kpr+mr")
+                 prior: str, # "none" or a registered prior
+                 critic_rotations: bool = True, # (older callers) False: the critic's "-norot"
+                 prior_options: dict|None = None, # the run's prior options: a prior's variant is written as its suffix
+                 **_) -> str:
+    "'both', 'critic', {'rotations': False} -> 'both+critic-norot': the grammar of the settings matrix."
+    opts = dict(prior_options or {}) | ({} if critic_rotations else {"rotations": False})
+    suffix = ""
+    if prior in PRIOR_CLASSES:
+        for name, (vopts, _) in PRIOR_CLASSES[prior].variants.items():
+            if all(opts.get(k) == v for k, v in vopts.items()): suffix = f"-{name}"; break
+    return f"{losses}+{prior}{suffix}"
+
+def parse_setting(setting: str, # "kpr+mr+critic", "both+critic-norot", "kpr+j3d", "kpr+none", ...
+                 ) -> dict: # losses (the terms as written), prior, prior_options (a variant's), critic_rotations (for older readers)
+    "A setting -> the TrainConfig fields it stands for, parsed against the live term and prior registries (order irrelevant)."
+    terms, priors, opts = [], [], {}
+    for w in (w.strip() for w in setting.strip().split("+")):
+        base, _, variant = w.partition("-")
+        if w in TERMS or w in ALIASES: terms.append(w)
+        elif base in PRIORS and (not variant or (base != "none" and variant in PRIOR_CLASSES[base].variants)):
+            priors.append(base)
+            if variant: opts |= PRIOR_CLASSES[base].variants[variant][0]
+        else:
+            variants = [f"{p}-{v}" for p, c in PRIOR_CLASSES.items() for v in c.variants]
+            raise ValueError(f"setting {setting!r}: unknown word {w!r}; a setting joins loss terms ({', '.join(TERMS)}; aliases "
+                             f"{', '.join(ALIASES)}) and at most one prior ({', '.join(PRIORS)}; variants {', '.join(variants)}) with '+'")
+    if not terms or len(priors) > 1:
+        raise ValueError(f"setting {setting!r}: expected at least one loss term ({', '.join(TERMS)}) and at most one prior "
+                         f"({', '.join(PRIORS)}); got terms {terms} and priors {priors}")
+    return dict(losses="+".join(terms), prior=priors[0] if priors else "none", prior_options=opts,
+                critic_rotations=opts.get("rotations", True))
+
+def setting_fields(setting: str) -> dict:
+    "The `TrainConfig` fields of a setting (`parse_setting` without the older readers' key)."
+    f = parse_setting(setting); f.pop("critic_rotations")
+    return f
 
 # %% ../nbs/09_train.ipynb #2473cad7
 PROFILES = {
@@ -195,9 +273,9 @@ def read_config_file(path, # a .toml or .json file of TrainConfig fields (TOML m
     if not isinstance(d, dict): raise ValueError(f"config file {p}: expected a table of TrainConfig fields; got {type(d).__name__}")
     if isinstance(d.get("train"), dict): d = {**{k: v for k, v in d.items() if k == "profile"}, **d["train"]}
     known = {f.name for f in dataclasses.fields(TrainConfig)} | {"profile"}
-    bad = sorted(set(d) - known)
+    bad = sorted(k for k in d if k not in known and legacy_key(k) is None)
     if bad: raise ValueError(f"config file {p} has unknown keys {bad}; valid keys are the fields of TrainConfig: {sorted(known)}")
-    return d
+    return migrate_config(d)                                         # older flat names (kpr_weight, critic_rotations, ...) too
 
 def load_config(path=None, # a .toml or .json file, or None (defaults only)
                 profile: str|None = None, # a `PROFILES` name (or "auto") applied before the file
@@ -212,6 +290,7 @@ def load_config(path=None, # a .toml or .json file, or None (defaults only)
     except ValueError as e: raise ValueError(f"config file {path}: {e}" if path else str(e)) from None
     return apply_overrides(cfg, overrides)
 
+# %% ../nbs/09_train.ipynb #cf000006
 def _parse_value(text: str):
     t = text.strip()
     if t in ("True", "False", "None"): return {"True": True, "False": False, "None": None}[t]
@@ -236,17 +315,35 @@ def _coerce(key: str, text: str, current):
         return float(v)
     return text if isinstance(current, str) else v
 
-def apply_overrides(cfg: TrainConfig, # the config to start from (not changed)
-                    pairs: list, # ["key=value", ...], e.g. from `--set`
-                   ) -> TrainConfig: # a new config
-    "Apply `key=value` overrides, each value converted to its field's type; unknown keys and wrong types are refused."
+def _set_key(cfg: TrainConfig, pair: str, key: str, text: str) -> TrainConfig:
+    "One `key=value`: a field, or `table.key[.key]` inside one of the dict fields (`prior_options.gp_weight=5`)."
     names = [f.name for f in dataclasses.fields(cfg)]
+    head, _, rest = key.partition(".")
+    if head not in names: raise ValueError(f"--set {pair}: TrainConfig has no field {head!r}; valid keys: {', '.join(names)} "
+                                           "(tables: weights.TERM, term_options.TERM.OPTION, prior_options.OPTION)")
+    if not rest: return dataclasses.replace(cfg, **{key: _coerce(key, text, getattr(cfg, key))})
+    table = getattr(cfg, head)
+    if not isinstance(table, dict): raise ValueError(f"--set {pair}: {head} is not a table; write --set {head}=VALUE")
+    table = json.loads(json.dumps(table)); box = table              # a deep copy: the original is not changed
+    *path, last = rest.split(".")
+    for part in path: box = box.setdefault(part, {})
+    if head == "weights": current = cfg.objective.weight(last) if last in TERMS else 1.0
+    elif head == "term_options" and path and path[0] in TERMS: current = TERMS[path[0]].options.get(last, "")
+    elif head == "prior_options" and cfg.prior in PRIOR_CLASSES: current = prior_defaults(cfg.prior).get(last, "")
+    else: current = box.get(last, "")
+    box[last] = _coerce(key, text, current if current is not None else 0.0)
+    return dataclasses.replace(cfg, **{head: table})
+
+def apply_overrides(cfg: TrainConfig, # the config to start from (not changed)
+                    pairs: list, # ["key=value", ...], e.g. from `--set`; `a.b=v` sets inside a table; old flat names work
+                   ) -> TrainConfig: # a new config
+    "Apply `key=value` overrides, each value converted to its field's (or option's) type; unknown keys and wrong types are refused."
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep: raise ValueError(f"--set {pair}: expected key=value, e.g. --set epochs=5")
-        if key not in names: raise ValueError(f"--set {pair}: TrainConfig has no field {key!r}; valid keys: {', '.join(names)}")
-        try: cfg = dataclasses.replace(cfg, **{key: _coerce(key, text, getattr(cfg, key))})
+        key = legacy_key(key) or key                                  # kpr_weight -> weights.kpr, critic_rotations -> prior_options.rotations
+        try: cfg = _set_key(cfg, pair, key, text)
         except ValueError as e: raise ValueError(str(e) if str(e).startswith("--set") else f"--set {pair}: {e}") from None
     return cfg
 
@@ -282,13 +379,6 @@ def val_sources(cfg: TrainConfig) -> str:
     "Where a run validates (`checkpoint.default_val_dataset`: the synthetic val split, or LSP's test half)."
     return ckpt.default_val_dataset(cfg.dataset, cfg.val_dataset)
 
-def _prior_options(cfg: TrainConfig) -> dict:
-    "The TrainConfig fields the chosen prior takes (`critic.prior_options`): a new prior needs no change here."
-    if cfg.prior == "none": return {}
-    opts = dict(gp_weight=cfg.gp_weight, gp_mode=cfg.gp_mode, canonical=cfg.critic_canonical,
-                rotations=cfg.critic_rotations, lr=cfg.critic_lr or None, weight_decay=cfg.prior_recipe.weight_decay)
-    return {k: v for k, v in opts.items() if k in prior_options(cfg.prior)}
-
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype|None:
     "The autocast dtype of a run (None: full precision): bf16 where the GPU has it, else fp16; on the CPU only bf16, on request."
     if not cfg.amp: return None
@@ -312,63 +402,41 @@ def rank_seed(seed: int, rank: int, step: int = 0) -> int:
     "The RNG seed of process `rank` (> 0) at `step`: dropout and gradient-penalty draws differ between processes."
     return hash((seed, rank, step)) % 2**63
 
+def cpu_threads(threads: int, # `TrainConfig.threads`; 0: choose
+                processes: int = 1, # processes on this machine (DDP)
+                cores: int|None = None, # default: the cores this process may use
+               ) -> tuple[int, str|None]: # threads per process, and a one-line warning (None: none)
+    "Torch's CPU threads per process: `threads` if set; else OMP_NUM_THREADS if set; else the cores shared by the processes, 1 on <= 4 cores."
+    cores = cores or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (cores or os.cpu_count() or 1)
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    n = threads or (int(env) if env.isdigit() and int(env) > 0 else (1 if cores <= 4 else max(1, cores // processes)))
+    warn = None
+    if n * processes > cores:
+        warn = (f"{n} threads x {processes} process(es) exceed the {cores} cores here: training slows down (a shared 2-core machine "
+                f"trained 6x slower with torch's default threads than with one); set threads={max(1, cores // processes)}")
+    return n, warn
+
+# %% ../nbs/09_train.ipynb #tb000001
 class Trainer:
     "Builds everything a run needs from a `TrainConfig` and trains it (`fit`), checkpointing as it goes."
     def __init__(self, cfg: TrainConfig, train_set: PoseDataset|None = None, val_set: PoseDataset|None = None):
-        self.cfg = cfg
+        self.cfg, self.out = cfg, Path(cfg.out_dir)
         self.rank, self.world, local = dist_context()
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
-        self.device = resolve_device(cfg.device)
-        if self.device.type == "cuda" and self.world > 1: self.device = torch.device("cuda", local)
-        if self.device.type == "cuda": torch.cuda.set_device(self.device)
-        if cfg.batch_size % self.world:
-            raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes ({self.world})")
-        self.local_batch = cfg.batch_size // self.world
-        self.out = Path(cfg.out_dir)
-        torch.manual_seed(cfg.seed)                                    # the same initial weights in every process
-        self.amp_dtype = autocast_dtype(cfg, self.device)
-        self.amp = self.amp_dtype is not None
-        if self.device.type == "cuda": torch.backends.cudnn.benchmark = not cfg.deterministic   # fixed crop size: tune once
-        if cfg.deterministic: os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")      # before cuBLAS starts
-        self.objective = cfg.objective
-        self.recipe = cfg.prior_recipe
+        if self.rank == 0: check_writable(self.out, "TrainConfig.out_dir")   # before any work, not at the first checkpoint
+        self._setup_process(local)
+        self.objective, self.recipe = cfg.objective, cfg.prior_recipe
         self.body = load_body_model(cfg.body_model, data_root=cfg.data_root, device=self.device)
-        pre = {"yes": True, "true": True, "no": False, "false": False, "": False}.get(str(cfg.pretrained).lower(), cfg.pretrained)
-        self.net = HybridPoseNet(cfg.backbone, pre, cfg.n_iter, cfg.dropout, cfg.dropout_stages,
-                                 cfg.mean_params or None).to(self.device)
-        if self.device.type == "cuda" and cfg.channels_last: self.net = self.net.to(memory_format=torch.channels_last)
-        self.sync_bn = self.world > 1 and cfg.sync_bn and not cfg.freeze_bn
-        if self.sync_bn and self.device.type != "cuda":
-            log.info("sync_bn: SyncBatchNorm needs CUDA; on the CPU each process keeps its own BatchNorm statistics")
-            self.sync_bn = False
-        if self.sync_bn: self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)   # same parameters and state_dict keys
-        self.model = self.net
-        if self.world > 1:
-            self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device] if self.device.type == "cuda" else None)
-        self.opt_g = torch.optim.Adam(self.net.parameters(), lr=cfg.gen_lr, betas=(0.9, 0.999), eps=1e-7, fused=True)  # fused: skips on the device
+        self._build_network()
         resuming = cfg.resume and (self.out / "checkpoint.pt").is_file()
-        self.prior = build_prior(cfg.prior, **_prior_options(cfg))
-        if self.prior is not None:
-            self.prior = self.prior.to(self.device)
-            self.critic_layer = CriticInputLayer(self.body).to(self.device)
-            r = self.recipe
-            if r.pretrain_steps and not resuming:                    # the recipe's pretraining (a resumed run loads it instead)
-                pretrain_prior(self.prior, self.critic_layer, r.pretrain_steps, r.pretrain_batch, cfg.seed, r.pretrain_fakes)
+        self._build_prior(pretrain=not resuming)
         self.truth = self._truth() if self.objective.in_objective("j3d") else None
         if self.rank: torch.manual_seed(rank_seed(cfg.seed, self.rank))  # weights are equal; from here on draws differ per rank
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)   # bf16 needs no loss scaling
         self._nan = torch.zeros(3, dtype=torch.long, device=self.device)  # on the device: skipped, in a row, longest run since the last check
-        self.train_set = train_set if train_set is not None else self._dataset(cfg.dataset, "train", cfg.augment)
-        self.val_set = val_set
-        n = len(self.train_set) if not cfg.max_train_images else min(cfg.max_train_images, len(self.train_set))
-        if n < self.local_batch * self.world:
-            raise ValueError(f"only {n} training images for a batch of {cfg.batch_size}; lower batch_size or add data")
-        self.n_train = n
-        self.steps_per_epoch = n // cfg.batch_size
-        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self._build_data(train_set, val_set)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.nan_skipped = self.nan_in_row = self.empty_batches = 0
+        self.elapsed_before = 0.0                                       # seconds trained by earlier invocations (from the checkpoint)
         self.status, self.history, self.val_history = "new", [], []
         self._stream_state = {}
         self._tb = None
@@ -376,33 +444,102 @@ class Trainer:
         if self.rank == 0: remove_stale_temps(self.out)              # left by a writer that was killed
         if resuming: self.load(self.out / "checkpoint.pt")
 
-    def _truth(self) -> dict:
-        "The 3D truth the positive control trains on (`evaluate.load_truth`): the synthetic set's, or a one-line error."
+    def _setup_process(self, local: int):
+        "Process group, device, threads, precision: how this process runs."
         cfg = self.cfg
-        if "synthetic" not in cfg.dataset.split("+"):
-            raise ValueError(f"TrainConfig.losses={cfg.losses!r} trains on 3D truth, which only the synthetic set has; "
-                             f"got dataset={cfg.dataset!r}. Use dataset='synthetic' or another `losses`")
-        return {"synthetic": load_truth(truth_file(cfg.data_root))}
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError(f"TrainConfig.device={cfg.device!r} but this machine has no CUDA GPU that torch can use; "
+                             "set device=cpu (or auto)")
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
+        self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda" and self.world > 1: self.device = torch.device("cuda", local)
+        if self.device.type == "cuda": torch.cuda.set_device(self.device)
+        n, warn = cpu_threads(cfg.threads, int(os.environ.get("LOCAL_WORLD_SIZE", self.world)))
+        if torch.get_num_threads() != n: torch.set_num_threads(n)
+        if warn and self.rank == 0: log.warning("%s", warn)
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes ({self.world})")
+        self.local_batch = cfg.batch_size // self.world
+        torch.manual_seed(cfg.seed)                                    # the same initial weights in every process
+        self.amp_dtype = autocast_dtype(cfg, self.device)
+        self.amp = self.amp_dtype is not None
+        if self.device.type == "cuda": torch.backends.cudnn.benchmark = not cfg.deterministic   # fixed crop size: tune once
+        if cfg.deterministic: os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")      # before cuBLAS starts
 
-    def _dataset(self, sources: str, split: str, augment: bool) -> PoseDataset:
-        "A split of `sources`: every annotated image when the objective has no MR term, else only those with a silhouette."
-        try: return PoseDataset(self.cfg.data_root, sources, split, augment=augment, seed=self.cfg.seed, size=self.cfg.img_size,
-                                require_mask=self.objective.in_objective("mr"), lspet_val=self.cfg.lspet_val)
-        except DataError: raise                                         # already one line naming the file and the fix
-        except FileNotFoundError as e:
-            fix = "; ".join(GET_COMMANDS.get(s, "").format(root=self.cfg.data_root) for s in sources.split("+"))
-            raise FileNotFoundError(f"Trainer: no usable {sources}/{split} data under {self.cfg.data_root} ({e}). "
-                                    f"Get it with: {fix}") from None
+# %% ../nbs/09_train.ipynb #tb000002
+def _build_network(self: Trainer):
+    "The network (and its DDP wrapper) and the generator's optimiser."
+    cfg = self.cfg
+    pre = {"yes": True, "true": True, "no": False, "false": False, "": False}.get(str(cfg.pretrained).lower(), cfg.pretrained)
+    self.net = HybridPoseNet(cfg.backbone, pre, cfg.n_iter, cfg.dropout, cfg.dropout_stages, cfg.mean_params or None).to(self.device)
+    if self.device.type == "cuda" and cfg.channels_last: self.net = self.net.to(memory_format=torch.channels_last)
+    self.sync_bn = self.world > 1 and cfg.sync_bn and not cfg.freeze_bn
+    if self.sync_bn and self.device.type != "cuda":
+        log.info("sync_bn: SyncBatchNorm needs CUDA; on the CPU each process keeps its own BatchNorm statistics")
+        self.sync_bn = False
+    if self.sync_bn: self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)   # same parameters and state_dict keys
+    self.model = self.net
+    if self.world > 1:
+        self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device] if self.device.type == "cuda" else None)
+    self.opt_g = torch.optim.Adam(self.net.parameters(), lr=cfg.gen_lr, betas=(0.9, 0.999), eps=1e-7, fused=True)  # fused: skips on the device
+Trainer._build_network = _build_network
 
-    def _loader(self) -> DataLoader:
-        "This epoch's batches for this process, from where the run stands (`batch_in_epoch`)."
-        cfg = self.cfg
-        base = EpochSampler(self.n_train, cfg.augment or cfg.max_train_images == 0, cfg.seed, self.epoch, self.world, self.rank)
-        sampler = ResumableSampler(base, self.batch_in_epoch * self.local_batch)
-        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=sampler, num_workers=cfg.num_workers,
-                          collate_fn=collate_skip_none, drop_last=True, worker_init_fn=seed_worker,
-                          pin_memory=self.device.type == "cuda", persistent_workers=False,
-                          generator=torch.Generator().manual_seed(cfg.seed * 100003 + self.epoch))  # not the global RNG: resume is exact
+def _build_prior(self: Trainer, pretrain: bool):
+    "The prior with the run's options (`critic.build_prior_from`), pretrained by its recipe unless a checkpoint brings it."
+    self.prior = build_prior_from(self.cfg.prior, self.cfg.prior_options)
+    if self.prior is None: return
+    self.prior = self.prior.to(self.device)
+    self.critic_layer = CriticInputLayer(self.body).to(self.device)
+    r = self.recipe
+    if r.pretrain_steps and pretrain:
+        pretrain_prior(self.prior, self.critic_layer, r.pretrain_steps, r.pretrain_batch, self.cfg.seed, r.pretrain_fakes)
+Trainer._build_prior = _build_prior
+
+def _build_data(self: Trainer, train_set, val_set):
+    "The training set (or the one given), the validation set (made when first needed), and the run's length in steps."
+    cfg = self.cfg
+    self.train_set = train_set if train_set is not None else self._dataset(cfg.dataset, "train", cfg.augment)
+    self.val_set = val_set
+    n = len(self.train_set) if not cfg.max_train_images else min(cfg.max_train_images, len(self.train_set))
+    if n < self.local_batch * self.world:
+        raise ValueError(f"only {n} training images for a batch of {cfg.batch_size}; lower batch_size or add data")
+    self.n_train = n
+    self.steps_per_epoch = n // cfg.batch_size
+    self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+Trainer._build_data = _build_data
+
+# %% ../nbs/09_train.ipynb #tb000003
+def _truth(self: Trainer) -> dict:
+    "The 3D truth the positive control trains on (`evaluate.load_truth`): the synthetic set's, or a one-line error."
+    cfg = self.cfg
+    if "synthetic" not in cfg.dataset.split("+"):
+        raise ValueError(f"TrainConfig.losses={cfg.losses!r} trains on 3D truth, which only the synthetic set has; "
+                         f"got dataset={cfg.dataset!r}. Use dataset='synthetic' or another `losses`")
+    return {"synthetic": load_truth(truth_file(cfg.data_root))}
+Trainer._truth = _truth
+
+def _dataset(self: Trainer, sources: str, split: str, augment: bool) -> PoseDataset:
+    "A split of `sources`: every annotated image when the objective has no MR term, else only those with a silhouette."
+    try: return PoseDataset(self.cfg.data_root, sources, split, augment=augment, seed=self.cfg.seed, size=self.cfg.img_size,
+                            require_mask=self.objective.in_objective("mr"), lspet_val=self.cfg.lspet_val)
+    except DataError: raise                                         # already one line naming the file and the fix
+    except FileNotFoundError as e:
+        fix = "; ".join(GET_COMMANDS.get(s, "").format(root=self.cfg.data_root) for s in sources.split("+"))
+        raise FileNotFoundError(f"Trainer: no usable {sources}/{split} data under {self.cfg.data_root} ({e}). "
+                                f"Get it with: {fix}") from None
+Trainer._dataset = _dataset
+
+def _loader(self: Trainer) -> DataLoader:
+    "This epoch's batches for this process, from where the run stands (`batch_in_epoch`)."
+    cfg = self.cfg
+    base = EpochSampler(self.n_train, cfg.augment or cfg.max_train_images == 0, cfg.seed, self.epoch, self.world, self.rank)
+    sampler = ResumableSampler(base, self.batch_in_epoch * self.local_batch)
+    return DataLoader(self.train_set, batch_size=self.local_batch, sampler=sampler, num_workers=cfg.num_workers,
+                      collate_fn=collate_skip_none, drop_last=True, worker_init_fn=seed_worker,
+                      pin_memory=self.device.type == "cuda", persistent_workers=False,
+                      generator=torch.Generator().manual_seed(cfg.seed * 100003 + self.epoch))  # not the global RNG: resume is exact
+Trainer._loader = _loader
 
 # %% ../nbs/09_train.ipynb #1a25aea2
 def _to_device(self: Trainer, t: Tensor) -> Tensor:
@@ -410,6 +547,15 @@ def _to_device(self: Trainer, t: Tensor) -> Tensor:
     if self.device.type == "cuda" and not t.is_pinned(): t = t.pin_memory()
     return t.to(self.device, non_blocking=True)
 Trainer._to_device = _to_device
+
+def _targets(self: Trainer, batch: dict) -> dict:
+    "The batch's targets (`losses.INPUTS` of kind \"target\") on the device; 3D truth from the synthetic set when the batch has none."
+    out = {i.path: self._to_device(batch[i.path]) for i in INPUTS.values()
+           if i.kind == "target" and isinstance(batch.get(i.path), Tensor)}
+    if self.truth is not None and "joints3d" not in out:
+        out["joints3d"] = self._to_device(batch_joints3d(self.truth, batch["meta"]).float())
+    return out
+Trainer._targets = _targets
 
 def _generator_terms(self: Trainer, batch: dict, log_all: bool = True) -> tuple: # loss, its terms (detached), Θ of every iteration, the decoded last Θ
     "The generator's loss for a batch, its terms, and Θ of every IEF iteration."
@@ -420,9 +566,9 @@ def _generator_terms(self: Trainer, batch: dict, log_all: bool = True) -> tuple:
         thetas = self.model(images)
     thetas = [t.float() for t in thetas]                     # float32 already (the regressor accumulates Θ in float32)
     d = decode(thetas[-1], self.body, cfg.img_size)
-    gt, masks = self._to_device(batch["keypoints"]), self._to_device(batch["mask"])
-    gt3d = None if self.truth is None else self._to_device(batch_joints3d(self.truth, batch["meta"]).float())
-    terms = self.objective.terms(d.keypoints, d.vertices_px, gt, masks, log_all=log_all, joints3d=d.body.lsp_joints, gt_joints3d=gt3d)
+    targets = self._targets(batch)
+    terms = self.objective.terms_for(d, targets, log_all=log_all)   # every term asks `targets` for what it reads
+    gt = targets["keypoints"]
     if self.world > 1 and "kpr" in terms:   # pool over the global batch, as one process would: rescale by the visible counts
         n_local = (gt[..., 2] != 0).sum().float()
         n_all = n_local.clone(); dist.all_reduce(n_all)
@@ -447,7 +593,7 @@ def _fakes(self: Trainer, thetas: list, last) -> CriticInput:
     "The prior's fake poses: every IEF iteration's (the authors) or the last one's, as constants."
     with torch.no_grad():
         last_in = CriticInput.from_body(last.body, last.betas).detach()
-        if self.cfg.critic_fakes == "last": return last_in
+        if self.cfg.prior_fakes == "last": return last_in
         early = self._early if self._early is not None else [self.critic_layer(*split_theta(t)[1:]) for t in thetas[:-1]]
         return CriticInput.cat(early + [last_in])
 Trainer._fakes = _fakes
@@ -462,7 +608,7 @@ def _sync_grads(self: Trainer, params):
 Trainer._sync_grads = _sync_grads
 
 def _train_step(self: Trainer, batch: dict) -> dict: # detached device tensors (no host sync); `fit` turns them into numbers when it logs
-    "One generator update and `critic_steps` prior updates; a non-finite loss or gradient skips the step, on the device."
+    "One generator update and `prior_steps` prior updates; a non-finite loss or gradient skips the step, on the device."
     cfg = self.cfg
     with determinism(cfg.deterministic):
         self.net.train()
@@ -486,11 +632,11 @@ def _train_step(self: Trainer, batch: dict) -> dict: # detached device tensors (
         self._nan = torch.stack([self._nan[0] + s, run, torch.maximum(self._nan[2], run)])
         terms.update(grad_norm=gnorm.detach(), skipped=skip.float())
         if self.prior is not None and self.recipe.update_every and self.step % self.recipe.update_every == 0:   # 0: a fixed prior
-            n = self.local_batch * (1 if cfg.critic_fakes == "last" else cfg.n_iter)
+            n = self.local_batch * (1 if cfg.prior_fakes == "last" else cfg.n_iter)
             fake = self._fakes(thetas, d)
             g = torch.Generator(device="cpu").manual_seed(hash((cfg.seed, self.step, self.rank, 1)) % 2**63)
-            for k in range(cfg.critic_steps):
-                pose, betas = real_poses(cfg.pose_source, n, self.step * cfg.critic_steps + k, cfg.seed, self.rank, self._stream_state)
+            for k in range(cfg.prior_steps):
+                pose, betas = real_poses(cfg.pose_source, n, self.step * cfg.prior_steps + k, cfg.seed, self.rank, self._stream_state)
                 with torch.no_grad(): real = self.critic_layer(self._to_device(pose), self._to_device(betas))
                 st = self.prior.update(real, fake[: len(real)] if len(fake) > len(real) else fake,
                                        generator=g if self.device.type == "cpu" else None, sync_grads=self._sync_grads, skip=skip)
@@ -507,7 +653,6 @@ def _check_nan(self: Trainer) -> bool:
     self._nan[2] = run                                                                         # the longest run starts afresh
     return worst >= self.cfg.nan_patience
 Trainer._check_nan = _check_nan
-
 
 # %% ../nbs/09_train.ipynb #d4aeffb6
 from torch.overrides import TorchFunctionMode
@@ -587,14 +732,14 @@ class HostSyncCounter:
 # %% ../nbs/09_train.ipynb #3a5f5749
 RESUME_FREE = frozenset({"epochs", "max_steps", "time_budget_s", "out_dir", "ckpt_every", "val_every", "val_batches", "log_every",
                          "nan_patience", "progress", "tensorboard", "resume", "num_workers", "device", "data_root",
-                         "deterministic"})   # how a run executes, not what it computes; amp_dtype and sync_bn change the arithmetic
+                         "deterministic", "threads"})   # how a run executes, not what it computes; amp_dtype and sync_bn change the arithmetic
 
-def config_changes(saved: dict, # the config a checkpoint was trained with (`asdict(TrainConfig)`)
+def config_changes(saved: dict, # the config a checkpoint was trained with (`asdict(TrainConfig)`, today's or an older flat one)
                    cfg: TrainConfig, # the config asked for now
-                  ) -> dict: # field -> (saved value, new value), for the fields that may not change on resume
-    "What differs between a checkpoint's config and this one, outside `RESUME_FREE` (fields a checkpoint predates: their defaults)."
+                  ) -> dict: # key -> (saved value, new value), for what may not change on resume (`prior_options.lr`, ...)
+    "What differs between a checkpoint's config and this one, both migrated and resolved, outside `RESUME_FREE` (fields a checkpoint predates: their defaults)."
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    try: old = TrainConfig(**{k: v for k, v in saved.items() if k in names}).resolved()
+    try: old = TrainConfig(**{k: v for k, v in migrate_config(saved).items() if k in names}).resolved()
     except (TypeError, ValueError): old = saved
     now = cfg.resolved()
     return {k: (old.get(k), now[k]) for k in now if k not in RESUME_FREE and old.get(k) != now[k]}
@@ -616,7 +761,7 @@ def _state(self: Trainer) -> dict:
               model=self.net.state_dict(), opt_g=self.opt_g.state_dict(), scaler=self.scaler.state_dict(),
               step=self.step, total_steps=self.total_steps, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
               nan_skipped=self.nan_skipped, empty_batches=self.empty_batches, pose_batches=self._stream_state.get("consumed", 0),
-              rng_cpu=torch.get_rng_state(), setting=self.cfg.setting,
+              rng_cpu=torch.get_rng_state(), setting=self.cfg.setting, elapsed_s=self.elapsed,
               body=ckpt.body_record(self.body))
     if self.device.type == "cuda": ck["rng_cuda"] = torch.cuda.get_rng_state(self.device)
     if self.prior is not None: ck.update(prior=self.prior.state_dict(), opt_d=self.prior.optimizer.state_dict())
@@ -646,16 +791,19 @@ def _load(self: Trainer, path):
     self.nan_skipped, self.empty_batches = ck["nan_skipped"], ck["empty_batches"]
     self._nan = torch.tensor([self.nan_skipped, 0, 0], device=self.device)
     self._stream_state = {"consumed": ck["pose_batches"]}
+    self.elapsed_before = float(ck.get("elapsed_s", 0.0))                 # checkpoints before this field: the time is unknown
     torch.set_rng_state(ck["rng_cpu"].cpu())
     if "rng_cuda" in ck and self.device.type == "cuda": torch.cuda.set_rng_state(ck["rng_cuda"].cpu(), self.device)
     if self.rank: torch.manual_seed(rank_seed(self.cfg.seed, self.rank, self.step))   # rank 0's state was saved; the others differ
     if self.rank == 0:
         for f in ("metrics.csv", "val.csv"): _truncate_csv(self.out / f, self.step)
     self.status = "resumed"
+    if self.rank == 0 and self.step < self.total_steps:
+        print(f"resuming {self.out} from step {self.step} of {self.total_steps} ({self.elapsed_before:.0f} s trained so far)")
 Trainer.load = _load
 
 # %% ../nbs/09_train.ipynb #de63b60f
-STATUSES = ("done", "stopped: time budget", "stopped: non-finite", "nothing to do")
+STATUSES = ("done", "stopped: time budget", "stopped: non-finite", "nothing to do", "interrupted")
 
 def _finite_means(acc: dict) -> dict:
     "Per key, the mean of the finite values logged since the last row (NaN when none: every step was skipped), in one host sync."
@@ -685,58 +833,88 @@ def _tensorboard(out: Path):
         log.info("no TensorBoard logs (%s); metrics.csv has everything", e)
         return None
 
-def _result(self: Trainer, t0: float) -> dict:
+def _elapsed(self: Trainer) -> float: # seconds trained, over every invocation of this run
+    return self.elapsed_before + (time.time() - self._t0 if getattr(self, "_t0", None) else 0.0)
+Trainer.elapsed = property(_elapsed)
+
+def _result(self: Trainer) -> dict:
     return dict(status=self.status, step=self.step, nan_skipped=self.nan_skipped, empty_batches=self.empty_batches,
                 skipped_images=dict(self.train_set.counts) if hasattr(self.train_set, "counts") else {},
-                elapsed_s=time.time() - t0, out_dir=str(self.out))
+                elapsed_s=self.elapsed, out_dir=str(self.out))
 
-LOG_COLUMNS = ["step", "epoch", "loss", *TERMS, "adv", "grad_norm", "critic_wasserstein", "critic_loss", "skipped",
-               "s_per_step", "elapsed_s"]   # every term of `losses.TERMS` (a new term is logged without a change here)
+LOG_COLUMNS = _Live(lambda: ("step", "epoch", "loss", *TERMS, "adv", "grad_norm", "critic_wasserstein", "critic_loss", "skipped",
+                             "s_per_step", "elapsed_s"))   # every term of the live `losses.TERMS`: a new term is logged, no change here
+
+class _Interrupt:
+    "Ctrl-C during `fit` asks the loop to stop at the next step boundary (a second Ctrl-C interrupts at once)."
+    def __init__(self, enabled: bool = True): self.enabled = enabled
+    def __enter__(self):
+        import signal, threading
+        self.requested, self._prev = False, None
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            self._prev = signal.signal(signal.SIGINT, self._ask)
+        return self
+    def _ask(self, signum, frame):
+        import signal
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    def __exit__(self, *exc):
+        import signal
+        if self._prev is not None: signal.signal(signal.SIGINT, self._prev)
+
+# %% ../nbs/09_train.ipynb #ft000001
+def _log_row(self: Trainer, acc: dict, n_acc: int, t_log: float, bar):
+    "Average what the steps since the last row logged, write the row (CSV, TensorBoard), show it on the bar."
+    row = dict(step=self.step, epoch=self.epoch, **_finite_means(acc), s_per_step=(time.time() - t_log) / max(1, n_acc),
+               elapsed_s=self.elapsed)
+    self.history.append(row)
+    if self.rank == 0:
+        _append_csv(self.out / "metrics.csv", {k: row.get(k, "") for k in LOG_COLUMNS})
+        if self._tb is not None:
+            for k, v in row.items(): self._tb.add_scalar(f"train/{k}", v, self.step)
+    bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", *self.objective.names, "adv", "grad_norm") if k in row})
+
+def _after_step(self: Trainer, terms: dict, bar):
+    "Everything between two steps: logs, the NaN check, validation, checkpoints, the time budget."
+    cfg, L = self.cfg, self._logs
+    self.batch_in_epoch += 1; self.step += 1; L["n"] += 1
+    for k, v in terms.items(): L["acc"].setdefault(k, []).append(v)
+    log_now = self.step % cfg.log_every == 0 or self.step == self.total_steps
+    ckpt_now = cfg.ckpt_every and self.step % cfg.ckpt_every == 0
+    if (log_now or ckpt_now) and self._check_nan():            # a host sync, every log_every (or ckpt_every) steps only
+        self.status = "stopped: non-finite"; return
+    if log_now:
+        _log_row(self, L["acc"], L["n"], L["t"], bar)
+        L.update(acc={}, n=0, t=time.time())
+    bar.update(1)
+    if cfg.val_every > 0 and self.step % cfg.val_every == 0: self.validate()
+    if ckpt_now and not self.nan_in_row: self.save()              # never mid-streak
+    if cfg.time_budget_s and time.time() - self._t0 > cfg.time_budget_s: self.status = "stopped: time budget"
 
 def _fit(self: Trainer) -> dict:
-    cfg, t0 = self.cfg, time.time()
+    cfg, self._t0 = self.cfg, time.time()
     if self.step >= self.total_steps and self.status == "resumed":
         self.status = "nothing to do"                            # a finished run: nothing is trained, nothing rewritten
-        return _result(self, t0)
+        return _result(self)
     if self.rank == 0:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.step == 0:                                       # a fresh run: no rows of an older one
             for f in ("metrics.csv", "val.csv"): (self.out / f).unlink(missing_ok=True)
         if cfg.tensorboard and self._tb is None: self._tb = _tensorboard(self.out)
-    cols = ["loss", "kpr", "mr", "adv", "grad_norm"]
     bar = tqdm(total=self.total_steps, initial=self.step, desc=cfg.setting, disable=not cfg.progress or self.rank != 0,
                dynamic_ncols=True)
-    self.status = "running"
-    acc, t_log, n_acc = {}, time.time(), 0
-    while self.step < self.total_steps and self.status == "running":
-        for batch in self._loader():
-            if batch is None:
-                self.empty_batches += 1; self.batch_in_epoch += 1; continue
-            terms = self.train_step(batch)                       # device tensors: nothing here waits for the GPU ...
-            self.batch_in_epoch += 1; self.step += 1; n_acc += 1
-            for k, v in terms.items(): acc.setdefault(k, []).append(v)
-            log_now = self.step % cfg.log_every == 0 or self.step == self.total_steps
-            ckpt_now = cfg.ckpt_every and self.step % cfg.ckpt_every == 0
-            if (log_now or ckpt_now) and self._check_nan():      # ... but here, every log_every (or ckpt_every) steps
-                self.status = "stopped: non-finite"; break
-            if log_now:
-                row = dict(step=self.step, epoch=self.epoch, **_finite_means(acc),
-                           s_per_step=(time.time() - t_log) / max(1, n_acc), elapsed_s=time.time() - t0)
-                self.history.append(row)
-                if self.rank == 0:
-                    _append_csv(self.out / "metrics.csv", {k: row.get(k, "") for k in LOG_COLUMNS})
-                    if self._tb is not None:
-                        for k, v in row.items(): self._tb.add_scalar(f"train/{k}", v, self.step)
-                acc, t_log, n_acc = {}, time.time(), 0
-                bar.set_postfix({k: f"{row[k]:.3g}" for k in cols if k in row})
-            bar.update(1)
-            if cfg.val_every > 0 and self.step % cfg.val_every == 0: self.validate()
-            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and not self.nan_in_row: self.save()  # never mid-streak
-            if cfg.time_budget_s and time.time() - t0 > cfg.time_budget_s: self.status = "stopped: time budget"
-            if self.step >= self.total_steps or self.status != "running": break
-        else:
-            self.epoch += 1; self.batch_in_epoch = 0
-            if self.train_set is not None and hasattr(self.train_set, "set_epoch"): self.train_set.set_epoch(self.epoch)
+    self.status, self._logs = "running", dict(acc={}, n=0, t=time.time())
+    with _Interrupt(enabled=self.world == 1) as stop:           # under DDP the ranks would stop at different steps
+        while self.step < self.total_steps and self.status == "running":
+            for batch in self._loader():
+                if batch is None:
+                    self.empty_batches += 1; self.batch_in_epoch += 1; continue
+                self.after_step(self.train_step(batch), bar)     # device tensors: nothing in the step waits for the GPU
+                if stop.requested and self.status == "running": self.status = "interrupted"
+                if self.step >= self.total_steps or self.status != "running": break
+            else:
+                self.epoch += 1; self.batch_in_epoch = 0
+                if self.train_set is not None and hasattr(self.train_set, "set_epoch"): self.train_set.set_epoch(self.epoch)
     bar.close()
     if self.status == "running": self.status = "done"
     if self._check_nan() and self.status != "stopped: non-finite": self.status = "stopped: non-finite"
@@ -744,9 +922,10 @@ def _fit(self: Trainer) -> dict:
         self.save()
         if cfg.val_every >= 0 and self.status == "done": self.validate()
     if self._tb is not None: self._tb.flush()
-    return _result(self, t0)
-Trainer.fit = _fit
+    return _result(self)
+Trainer.after_step, Trainer.fit = _after_step, _fit
 
+# %% ../nbs/09_train.ipynb #ft000002
 def _validate(self: Trainer) -> dict|None:
     "Deterministic validation (no augmentation) with `evaluate.evaluate`; None when there is no validation data."
     from hybrid_pose.evaluate import evaluate
@@ -785,7 +964,7 @@ def build_trainer(a) -> Trainer:
         raise UsageError(one_line(e)) from None
 
 TRAIN_EXIT = {"done": EXIT_OK, "stopped: non-finite": EXIT_FAILED, "stopped: time budget": EXIT_STOPPED,
-              "nothing to do": EXIT_NOTHING}   # `STATUSES` -> the command's exit status
+              "nothing to do": EXIT_NOTHING, "interrupted": EXIT_INTERRUPTED}   # `STATUSES` -> the command's exit status
 
 def train_command(a) -> int:
     "`hybrid-pose train`: build, fit, and say in one line (and the exit status) how the run ended."
@@ -799,14 +978,18 @@ def train_command(a) -> int:
                 "stopped: non-finite": f"failed: {tr.cfg.nan_patience} non-finite steps in a row at step {r['step']} "
                                        "(the last good checkpoint is kept)",
                 "nothing to do": f"nothing to do: the run in {r['out_dir']} already has {r['step']} of {tr.total_steps} "
-                                 "steps (raise --set max_steps=N to train on, or --fresh to start over)"}[r["status"]]
-        print(f"hybrid-pose train: {what}; {time.strftime('%H:%M:%S', time.gmtime(r['elapsed_s']))} elapsed; checkpoint {ck}"
+                                 "steps (raise --set max_steps=N to train on, or --fresh to start over)",
+                "interrupted": f"interrupted at step {r['step']} of {tr.total_steps}; saved {ck}; rerun the same command to continue"}[r["status"]]
+        if r["status"] == "interrupted":
+            print(f"hybrid-pose train: {what}"); return TRAIN_EXIT[r["status"]]
+        print(f"hybrid-pose train: {what}; {time.strftime('%H:%M:%S', time.gmtime(r['elapsed_s']))} elapsed in all; checkpoint {ck}"
               + (f"; evaluate it with `hybrid-pose evaluate {r['out_dir']}`" if r["status"] == "done" else ""))
     if dist.is_initialized(): dist.destroy_process_group()
     return TRAIN_EXIT[r["status"]]
 
 def main(argv=None) -> int:
     "`python -m hybrid_pose.train ARGS` (also under torchrun) is `hybrid-pose train ARGS`: one parser, `hybrid_pose.cli`."
+    from hybrid_pose.cli import main as cli_main                    # the command line sits above the trainer
     return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 if __name__ == "__main__" and "__file__" in globals(): sys.exit(main())  # `python -m`, not a notebook kernel

@@ -62,7 +62,7 @@ def test_overfit_smoke(tmp_path):
     assert side["config"]["epochs"] == 2 and side["config"]["n_images"] == 4 and side["profile"] == "quick"
     assert side["seeds"] == [0, 1] and side["config"]["seeds"] == "0,1"
     assert side["lsp_joints"] == "smpl_joints+head_top"                        # which LSP-14 definition made the numbers
-    assert side["train_configs"]["both+critic-norot"]["critic_rotations"] is False and side["git_sha"]
+    assert side["train_configs"]["both+critic-norot"]["prior_options"]["rotations"] is False and side["git_sha"]
     assert any(d["path"].endswith("truth.npz") for d in side["data"])
     fig = out / "fig4_overfit_synthetic.png"
     assert fig.read_bytes()[:4] == b"\x89PNG" and _sidecar(fig)["config"]["figure_settings"] == "mr+none,both+critic"
@@ -111,3 +111,21 @@ def test_real_data_missing_stops_at_once(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="get_lsp.py"):
         run("30_lsp.ipynb", tmp_path, data_root=str(tmp_path / "nothing"), dataset="lsp", out_dir=str(tmp_path / "f"),
             runs_dir=str(tmp_path / "runs"), profile="quick", device="cpu")
+
+
+def test_extend_smoke_registers_a_term_and_a_prior_in_the_notebook(tmp_path):
+    """21_extend defines a loss term and a prior in the notebook only and trains them into rows of the overfit table."""
+    import math
+    out, data = tmp_path / "figs", tmp_path / "data"
+    run("21_extend.ipynb", tmp_path, data_root=str(data), out_dir=str(out), runs_dir=str(tmp_path / "runs"), n_images=4,
+        batch_size=4, steps=2, profile="quick", device="cpu", settings="kpr+limb2d,kpr+l2pose")
+    rows = _table(out / "extend_synthetic.csv")
+    assert [(r["setting"], r["label"]) for r in rows] == [("kpr+limb2d", "KPR + 2D limb length"), ("kpr+l2pose", "KPR only + L2 pose prior")]
+    for r in rows:
+        for k in ("KPR_px", "MR_px", "PA_MPJPE_mm", "term_kpr", "term_limb2d"):
+            assert math.isfinite(float(r[k])) and float(r[k]) >= 0, (r["setting"], k, r[k])
+        assert r["steps"] == "2"
+    side = _sidecar(out / "extend_synthetic.csv")
+    cfgs = side["train_configs"]
+    assert cfgs["kpr+l2pose"]["prior"] == "l2pose" and cfgs["kpr+l2pose"]["prior_options"] == {"weight": 1.0, "adv_weight": 1.0}
+    assert cfgs["kpr+limb2d"]["weights"] == {"limb2d": 60.0}

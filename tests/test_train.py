@@ -39,8 +39,8 @@ def test_learning_cuts_kpr_5x(data_root, tmp_path):
     assert first / last >= 5, (first, last)
 
 
-@pytest.mark.parametrize("losses", LOSSES)
-@pytest.mark.parametrize("prior", PRIORS)
+@pytest.mark.parametrize("losses", ["kpr", "mr", "both", "kpr3d"])   # the named objectives (compositions: below)
+@pytest.mark.parametrize("prior", list(PRIORS))
 def test_settings_matrix(data_root, tmp_path, losses, prior):
     tr = train(small(data_root, tmp_path / "run", losses=losses, prior=prior))
     assert tr.result["status"] == "done" and tr.step == 3 and tr.nan_skipped == 0
@@ -52,7 +52,7 @@ def test_settings_matrix(data_root, tmp_path, losses, prior):
 
 
 def test_critic_without_rotations(data_root, tmp_path):
-    tr = train(small(data_root, tmp_path / "run", prior="critic", critic_rotations=False))
+    tr = train(small(data_root, tmp_path / "run", prior="critic", prior_options=dict(rotations=False)))
     assert tr.prior.net.heads == ("skeleton", "shape") and tr.cfg.setting == "both+critic-norot"
     assert "critic_w_rotation" not in tr.history[-1] and "critic_w_shape" in tr.history[-1]
 
@@ -132,12 +132,17 @@ def test_resume_compares_the_resolved_recipe(data_root, tmp_path):
     a critic run saved with adv_weight 0.01 resumes, an HMR run saved with 0.01 is refused under HMR's recipe (1)."""
     import dataclasses, json
     from hybrid_pose.train import config_changes
-    saved = json.loads(json.dumps(dataclasses.asdict(small(data_root, tmp_path / "r", prior="critic"))))
+    old = json.loads((ROOT / "tests" / "fixtures" / "trainconfig_v1.json").read_text())   # asdict(TrainConfig()) of the flat config
+    new = dataclasses.asdict(small(data_root, tmp_path / "r", prior="critic"))
+    saved = old | {k: v for k, v in new.items() if k in old}
     for k in ("adv_stages", "critic_weight_decay", "amp_dtype", "sync_bn", "deterministic"): saved.pop(k)
     saved["adv_weight"] = 0.01                                          # what older checkpoints hold
     assert config_changes(saved, small(data_root, tmp_path / "r", prior="critic")) == {}
     saved["prior"] = "hmr"
-    assert config_changes(saved, small(data_root, tmp_path / "r", prior="hmr")) == {"adv_weight": (0.01, 1.0)}
+    assert config_changes(saved, small(data_root, tmp_path / "r", prior="hmr")) == {"prior_options.adv_weight": (0.01, 1.0)}
+    saved |= dict(prior="critic", adv_weight=-1.0, critic_rotations=False, kpr_weight=30.0)
+    assert config_changes(saved, small(data_root, tmp_path / "r", prior="critic")) == {
+        "prior_options.rotations": (False, True), "weights.kpr": (30.0, 60.0)}
 
 
 @pytest.mark.cuda
@@ -176,3 +181,75 @@ def test_cuda_step_syncs(data_root, tmp_path):
         finally: torch.cuda.set_sync_debug_mode("default")
     print(f"CUDA syncs in one step, by module: {dict((m, where.count(m)) for m in set(where))}")
     assert sum(1 for m in where if m != "body") <= 5, where
+
+
+def test_composed_setting_trains_and_logs_every_registered_term(data_root, tmp_path):
+    """A composition with no named key (kpr+mr+j3d with the fixed critic) trains; metrics.csv has a column per registered term."""
+    from hybrid_pose.train import setting_fields
+    from hybrid_pose.losses import TERMS
+    tr = train(small(data_root, tmp_path / "run", **setting_fields("j3d+mr+kpr+fixedcritic")))
+    assert tr.result["status"] == "done" and tr.cfg.setting == "j3d+mr+kpr+fixedcritic"
+    assert tr.objective.names == ("kpr", "mr", "j3d") and all(math.isfinite(tr.history[-1][t]) for t in ("kpr", "mr", "j3d"))
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert [c for c in header if c in TERMS] == list(TERMS)
+
+
+def test_profile_and_config_file_are_the_same_run(data_root, tmp_path):
+    """--profile quick and configs/quick.toml (body_model 'open' written out) resolve to the same model: no refusal on resume."""
+    from hybrid_pose.train import load_config, config_changes
+    sets = [f"data_root={data_root}", "out_dir=" + str(tmp_path / "q")]
+    by_file = load_config(ROOT / "configs" / "quick.toml", overrides=sets)
+    by_profile = load_config(profile="quick", overrides=sets + ["dataset=synthetic", "max_steps=300", "log_every=25",
+                                                                "ckpt_every=100", "tensorboard=false"])
+    assert by_profile.body_model == "auto" and by_file.body_model == "open"
+    assert config_changes(dataclasses.asdict(by_file), by_profile) == {}
+
+
+def test_unwritable_out_dir_and_missing_gpu_fail_before_any_work(data_root, tmp_path):
+    from hybrid_pose.base import UsageError
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="TrainConfig.out_dir .*file"):
+        Trainer(small(data_root, tmp_path / "file" / "run"))
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA GPU"):
+            Trainer(small(data_root, tmp_path / "run", device="cuda"))
+
+
+def test_cpu_threads():
+    from hybrid_pose.train import cpu_threads
+    assert cpu_threads(3, 1, cores=8) == (3, None)                              # asked for: as asked
+    n, warn = cpu_threads(2, 2, cores=2)
+    assert n == 2 and "2 threads x 2 process(es) exceed the 2 cores" in warn and "threads=1" in warn
+    env = os.environ.pop("OMP_NUM_THREADS", None)
+    try:
+        assert cpu_threads(0, 1, cores=2) == (1, None) and cpu_threads(0, 2, cores=16) == (8, None)
+    finally:
+        if env is not None: os.environ["OMP_NUM_THREADS"] = env
+
+
+def test_ctrl_c_saves_and_the_rerun_continues(data_root, tmp_path):
+    """SIGINT during `hybrid-pose train`: a checkpoint at a step boundary, one line, exit 130; the rerun says where it resumes
+    and the elapsed time adds up across the two invocations."""
+    import signal, time
+    from hybrid_pose.checkpoint import Checkpoint
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "hybrid_pose.train", "--set", f"data_root={data_root}", "dataset=synthetic", "body_model=open",
+            "backbone=resnet18", "pretrained=no", "img_size=64", "batch_size=2", "num_workers=0", "max_steps=100000",
+            "log_every=1", "prior=none", "val_every=-1", "tensorboard=false", "progress=false", f"out_dir={out}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.csv"
+    t0 = time.time()
+    while (not metrics.exists() or len(metrics.read_text().splitlines()) < 4) and time.time() - t0 < 120: time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted at step" in stdout and "rerun the same command to continue" in stdout
+    ck = Checkpoint.load(out)
+    assert ck.step >= 3 and ck["elapsed_s"] > 0
+    rows = metrics.read_text().splitlines()[1:]
+    assert int(rows[-1].split(",")[0]) <= ck.step
+    r = subprocess.run(args[:-7] + ["max_steps=" + str(ck.step + 2)] + args[-6:], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming {out} from step {ck.step} of {ck.step + 2}" in r.stdout
+    assert Checkpoint.load(out)["elapsed_s"] > ck["elapsed_s"]
