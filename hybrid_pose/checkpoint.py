@@ -11,14 +11,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .body import BodyModel, KeypointDefinitionWarning, load_body_model
+from .base import EXIT_OK, UsageError, atomic_write, check_writable, one_line
+from .body import BodyModel, KeypointDefinitionWarning, load_body_model, resolve_device
 from .model import HybridPoseNet
-from .viz import atomic_write
-from .cli import EXIT_OK, UsageError
 
 # %% auto #0
 __all__ = ['FORMAT', 'WEIGHTS_FORMAT', 'OLD_FORMATS', 'REQUIRED', 'CheckpointError', 'state_digest', 'save', 'checkpoint_file',
-           'read', 'default_val_dataset', 'body_record', 'Checkpoint', 'export_command', 'save_network']
+           'read', 'default_val_dataset', 'body_record', 'usable_device', 'usable_body_model', 'Checkpoint',
+           'export_command', 'save_network']
 
 # %% ../nbs/08a_checkpoint.ipynb #60650ccd
 FORMAT = "hybrid_pose/2"                  # a training checkpoint (`checkpoint.pt`): everything needed to resume
@@ -114,6 +114,28 @@ def body_record(body: BodyModel) -> dict:
     "What a checkpoint records about its body model: name, source file, LSP-14 keypoint definition."
     return dict(name=body.name, file=str(body.metadata.get("source", "")), lsp_joints=body.lsp_definition)
 
+def usable_device(device="auto", # "auto", "cpu", "cuda", "cuda:N" or a torch.device (`body.resolve_device`)
+                  what: str = "--device", # how the user gave it, for the message ("--device", "TrainConfig.device")
+                 ) -> torch.device:
+    "`body.resolve_device`, refusing in one line (`UsageError`) a device this machine cannot use: a typo, CUDA without a GPU."
+    try: d = resolve_device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise UsageError(f"{what} {device!r} is not a device ({one_line(e, 120)}); use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{what} {device!r}: CUDA is not available on this machine (no CUDA GPU that torch can use); "
+                         "use 'cpu' or 'auto'")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise UsageError(f"{what} {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    return d
+
+def usable_body_model(name="auto", # "open", "smpl", "auto" or an SMPL-layout .npz (`body.load_body_model`)
+                      data_root=None, device=None) -> BodyModel:
+    "`body.load_body_model`, with what a user can fix (a misspelt name, no converted SMPL file) as a one-line `UsageError`."
+    try: return load_body_model(str(name), data_root=data_root, device=device)
+    except (ValueError, FileNotFoundError) as e: raise UsageError(one_line(e)) from None
+
+
+# %% ../nbs/08a_checkpoint.ipynb #555f8483
 @dataclass
 class Checkpoint:
     "A checkpoint read and verified by `read`, with what its readers need."
@@ -154,43 +176,53 @@ class Checkpoint:
         "E.g. 'trained: 2,000 steps, both+critic on synthetic (open body model)'."
         return f"trained: {self.step:,} steps, {self.setting} on {self.dataset or '?'} ({self.body_name} body model)"
 
-    def network(self) -> HybridPoseNet:
-        "The network with its trained weights (Θ₀ included); no download."
-        cfg = dict(self.data["model_config"])
-        try:
-            net = HybridPoseNet(cfg["backbone"], pretrained=False, n_iter=cfg["n_iter"], dropout=cfg["dropout"],
-                                dropout_stages=cfg["dropout_stages"])
-            net.config["mean_params"] = cfg.get("mean_params")
-            net.load_state_dict(self.data["model"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"checkpoint {self.path}: its weights do not fit its model_config ({msg}); it was "
-                                  "written by an incompatible version of hybrid_pose") from None
-        net.weights = self.data.get("weights", "checkpoint")
-        return net
 
-    def body_model(self, override=None, # a body model name/path to use instead (None: the one it was trained with)
-                   data_root=None, device=None) -> BodyModel:
-        "The body model the run trained with (β only means something in its own shape space), or `override`."
-        if isinstance(override, BodyModel): body = override.to(device) if device is not None else override
-        else: body = load_body_model(str(override or self.body_name), data_root=data_root or self.data_root, device=device)
-        if self.lsp_definition not in ("unrecorded", body.lsp_definition):
-            warnings.warn(f"checkpoint {self.path} was trained with {self.lsp_definition} LSP keypoints, but the body model "
-                          f"{body.name!r} gives {body.lsp_definition} ones; its keypoint numbers will not match its training. "
-                          "Use the body model it was trained with.", KeypointDefinitionWarning, stacklevel=2)
-        return body
+# %% ../nbs/08a_checkpoint.ipynb #8f23d67c
+def _network(self: Checkpoint) -> HybridPoseNet:
+    "The network with its trained weights (Θ₀ included); no download."
+    cfg = dict(self.data["model_config"])
+    try:
+        net = HybridPoseNet(cfg["backbone"], pretrained=False, n_iter=cfg["n_iter"], dropout=cfg["dropout"],
+                            dropout_stages=cfg["dropout_stages"])
+        net.config["mean_params"] = cfg.get("mean_params")
+        net.load_state_dict(self.data["model"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {self.path}: its weights do not fit its model_config ({msg}); it was "
+                              "written by an incompatible version of hybrid_pose") from None
+    net.weights = self.data.get("weights", "checkpoint")
+    return net
 
-    def export(self, out, # the weights file to write (e.g. runs/x/weights.pt)
-              ) -> Path:
-        "Write the network and its provenance alone (no optimiser, RNG or prior): what `predict` needs."
-        keep = ("model_config", "model", "weights", "config", "body", "step", "setting")
-        return save({"format": WEIGHTS_FORMAT, **{k: self.data[k] for k in keep if k in self.data},
-                     "source_digest": self.data["digest"]}, out)
+def _body_model(self: Checkpoint, override=None, # a body model name/path to use instead (None: the one it was trained with)
+               data_root=None, device=None) -> BodyModel:
+    "The body model the run trained with (β only means something in its own shape space), or `override`."
+    if isinstance(override, BodyModel): body = override.to(device) if device is not None else override
+    else: body = usable_body_model(override or self.body_name, data_root or self.data_root, device)
+    if self.lsp_definition not in ("unrecorded", body.lsp_definition):
+        warnings.warn(f"checkpoint {self.path} was trained with {self.lsp_definition} LSP keypoints, but the body model "
+                      f"{body.name!r} gives {body.lsp_definition} ones; its keypoint numbers will not match its training. "
+                      "Use the body model it was trained with.", KeypointDefinitionWarning, stacklevel=2)
+    return body
 
+def _export(self: Checkpoint, out, # the weights file to write (e.g. runs/x/weights.pt)
+        ) -> Path:
+    "Write the network and its provenance alone (no optimiser, RNG or prior): what `predict` needs."
+    keep = ("model_config", "model", "weights", "config", "body", "step", "setting")
+    return save({"format": WEIGHTS_FORMAT, **{k: self.data[k] for k in keep if k in self.data},
+                 "source_digest": self.data["digest"]}, out)
+
+Checkpoint.network, Checkpoint.body_model, Checkpoint.export = _network, _body_model, _export
+
+
+# %% ../nbs/08a_checkpoint.ipynb #35032c20
 def export_command(a) -> int:
     "`hybrid-pose export RUN [--out FILE]`: the weights alone, beside the checkpoint by default."
+    run = Path(a.run)
+    out = Path(a.out) if a.out else (run if run.is_dir() else run.parent) / "weights.pt"
+    what = "--out" if a.out else "the run folder (export writes weights.pt there; or give --out FILE)"
+    if out.is_dir(): raise CheckpointError(f"{what}: {out} is a folder, not a file; remove it or give --out FILE")
+    check_writable(out, what, is_file=True)                              # before the checkpoint is read
     ck = Checkpoint.load(a.run)
-    out = Path(a.out) if a.out else ck.path.parent / "weights.pt"
     if out.resolve() == ck.path.resolve(): raise CheckpointError(f"--out {out} is the checkpoint itself; choose another file")
     ck.export(out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {ck.trained_on}) from {ck.path} ({ck.path.stat().st_size / 1e6:.1f} MB)")

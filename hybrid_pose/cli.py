@@ -9,16 +9,17 @@ import argparse, importlib, sys
 from . import __version__
 
 # %% auto #0
-__all__ = ['COMMANDS', 'run_command', 'synth_arguments', 'train_arguments', 'build_parser', 'main']
+__all__ = ['COMMANDS', 'run_command', 'synth_arguments', 'train_arguments', 'evaluate_arguments', 'predict_arguments',
+           'export_arguments', 'build_parser', 'evaluate_command', 'print_baselines', 'main']
 
 # %% ../nbs/14_cli.ipynb #471517bf
-from .base import EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_NOTHING, EXIT_INTERRUPTED, UsageError, one_line
+from .base import EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_NOTHING, EXIT_INTERRUPTED, UsageError, check_writable, one_line
 
 # %% ../nbs/14_cli.ipynb #321b9ace
 COMMANDS = {                       # command -> "module:function" that runs it (imported only when it runs)
     "synth": "hybrid_pose.synthetic:synth_command",
     "train": "hybrid_pose.train:train_command",
-    "evaluate": "hybrid_pose.evaluate:evaluate_command",
+    "evaluate": "hybrid_pose.cli:evaluate_command",  # drives evaluate + experiments: the command layer
     "predict": "hybrid_pose.predict:predict_command",
     "export": "hybrid_pose.checkpoint:export_command",
 }
@@ -46,7 +47,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 def synth_arguments(s: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    s.add_argument("--n", type=int, default=2000, help="number of images to generate")
+    "The options of `hybrid-pose synth`."
+    s.add_argument("--n", type=int, default=2000, help="number of images to generate (0: only rebuild joints.mat and truth.npz from the images already made, which repairs a damaged joints.mat)")
     s.add_argument("--out", default="data/synthetic", help="output folder: <data_root>/synthetic, which the readers find")
     s.add_argument("--seed", type=int, default=0, help="dataset seed: the same seed gives the same images, byte for byte")
     s.add_argument("--start", type=int, default=1, help="first image number (makes start .. start+n-1; for parallel chunks)")
@@ -55,6 +57,7 @@ def synth_arguments(s: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return s
 
 def train_arguments(t: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "The options of `hybrid-pose train`."
     t.add_argument("--config", default=None, metavar="FILE", help="a .toml or .json file of TrainConfig fields (e.g. configs/quick.toml)")
     t.add_argument("--profile", default=None, choices=["quick", "paper", "auto"],
                    help="a named set of fields applied before the file: quick (ResNet-18, 128 px, for CPUs), paper "
@@ -67,6 +70,48 @@ def train_arguments(t: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "and only with the config it was trained with")
     return t
 
+# %% ../nbs/14_cli.ipynb #2fbe4362
+def evaluate_arguments(e: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "The options of `hybrid-pose evaluate`."
+    e.add_argument("checkpoint_pos", nargs="?", metavar="RUN", help="a run folder (its checkpoint.pt) or a checkpoint file")
+    e.add_argument("--checkpoint", default=None, metavar="CKPT", help="the same, as an option")
+    e.add_argument("--data-root", default=None, metavar="D", help="folder holding lsp/, lspet/, upi-s1h/, synthetic/ (default: the checkpoint's)")
+    e.add_argument("--dataset", default=None, help="image sources joined by '+': lsp, lspet, synthetic (default: where the run validates)")
+    e.add_argument("--split", default="val", choices=["train", "val", "all"], help="which part of the dataset")
+    e.add_argument("--out", default=None, metavar="TABLE.csv", help="also write the per-image rows as CSV (the baselines' beside it); checked before anything is computed")
+    e.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    e.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    e.add_argument("--workers", type=int, default=2, help="data-loading worker processes (0: load in the main process)")
+    e.add_argument("--body-model", default=None, help="body model to decode with (default: the one the checkpoint was trained with)")
+    e.add_argument("--no-baselines", action="store_true", help="skip the trivial baselines (T-pose, mean training pose, nearest pose by 2D) printed beside the run")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return e
+
+def predict_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "The options of `hybrid-pose predict`."
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, …) or folders of them")
+    p.add_argument("--checkpoint", default=None, metavar="C", help="a run folder, its checkpoint.pt or an exported weights.pt (default: untrained, mean body)")
+    p.add_argument("--bbox", type=float, nargs=4, default=None, metavar=("X0", "Y0", "X1", "Y1"),
+                   help="person box in image pixels (top-left, bottom-right), for every image; default: the whole image")
+    p.add_argument("--bbox-scale", type=float, default=1.5,
+                   help="crop side = this × the box's longer side (the training framing; SPIN-style networks: 1.2)")
+    p.add_argument("--out", default="predictions", metavar="DIR", help="output folder (created)")
+    p.add_argument("--format", default="obj", choices=["obj", "ply"], help="mesh file format (ply: binary little-endian)")
+    p.add_argument("--mesh-frame", default="y-up", choices=["y-up", "camera"],
+                   help="y-up: upright in mesh viewers; camera: the network's frame (x right, y down, z away)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--body-model", default=None, help="body model: open, smpl, auto or an .npz (default: the checkpoint's)")
+    p.add_argument("--batch-size", type=int, default=8, help="images through the network at once")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+def export_arguments(x: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "The options of `hybrid-pose export`."
+    x.add_argument("run", metavar="RUN", help="a run folder or its checkpoint.pt")
+    x.add_argument("--out", default=None, metavar="FILE", help="the weights file (default: RUN/weights.pt)")
+    return x
+
+# %% ../nbs/14_cli.ipynb #e477d8a7
 def build_parser() -> argparse.ArgumentParser:
     "The `hybrid-pose` argument parser."
     ap = _Parser(
@@ -103,25 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                               "  hybrid-pose train --config configs/quick.toml --set max_steps=600   # continue to 600\n"
                               "exit status: 0 finished, 3 stopped on its time budget, 1 non-finite losses, 4 nothing to do, 2 bad input")
     train_arguments(t)
-
     e = sub.add_parser("evaluate", formatter_class=_Formatter, help="evaluate a checkpoint on a dataset split",
                        description="Evaluate a trained checkpoint on a dataset split with deterministic crops (no "
                                    "augmentation): the paper's losses, PCK, silhouette and part F1 and more "
                                    "(hybrid_pose.evaluate). Everything defaults to what the checkpoint records: the data it "
                                    "validates on, its data root, body model and crop size. Prints a Markdown table and, below it, the run "
                                    "beside trivial baselines on the same images; --out also writes both as CSV.")
-    e.add_argument("checkpoint_pos", nargs="?", metavar="RUN", help="a run folder (its checkpoint.pt) or a checkpoint file")
-    e.add_argument("--checkpoint", default=None, metavar="CKPT", help="the same, as an option")
-    e.add_argument("--data-root", default=None, metavar="D", help="folder holding lsp/, lspet/, upi-s1h/, synthetic/ (default: the checkpoint's)")
-    e.add_argument("--dataset", default=None, help="image sources joined by '+': lsp, lspet, synthetic (default: where the run validates)")
-    e.add_argument("--split", default="val", choices=["train", "val", "all"], help="which part of the dataset")
-    e.add_argument("--out", default=None, metavar="TABLE.csv", help="also write the results table as CSV")
-    e.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    e.add_argument("--batch-size", type=int, default=32, help="images per batch")
-    e.add_argument("--workers", type=int, default=2, help="data-loading worker processes (0: load in the main process)")
-    e.add_argument("--body-model", default=None, help="body model to decode with (default: the one the checkpoint was trained with)")
-    e.add_argument("--no-baselines", action="store_true", help="skip the trivial baselines (T-pose, mean training pose, nearest pose by 2D) printed beside the run")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate_arguments(e)
 
     p = sub.add_parser("predict", formatter_class=_Formatter, help="predict the body mesh in images",
                        description="Predict the body in each image (or each image in a folder) and write, into --out: "
@@ -129,29 +162,59 @@ def build_parser() -> argparse.ArgumentParser:
                                    "<stem>.obj or .ply (the mesh) and <stem>.json (Θ = camera, pose, shape; the 14 LSP "
                                    "joints in 3D and in image pixels; the crop; the checkpoint). Without --checkpoint an "
                                    "untrained network predicts the mean body for every image: only good for testing the pipeline.")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, …) or folders of them")
-    p.add_argument("--checkpoint", default=None, metavar="C", help="a run folder, its checkpoint.pt or an exported weights.pt (default: untrained, mean body)")
-    p.add_argument("--bbox", type=float, nargs=4, default=None, metavar=("X0", "Y0", "X1", "Y1"),
-                   help="person box in image pixels (top-left, bottom-right), for every image; default: the whole image")
-    p.add_argument("--bbox-scale", type=float, default=1.5,
-                   help="crop side = this × the box's longer side (the training framing; SPIN-style networks: 1.2)")
-    p.add_argument("--out", default="predictions", metavar="DIR", help="output folder (created)")
-    p.add_argument("--format", default="obj", choices=["obj", "ply"], help="mesh file format (ply: binary little-endian)")
-    p.add_argument("--mesh-frame", default="y-up", choices=["y-up", "camera"],
-                   help="y-up: upright in mesh viewers; camera: the network's frame (x right, y down, z away)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    p.add_argument("--body-model", default=None, help="body model: open, smpl, auto or an .npz (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int, default=8, help="images through the network at once")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict_arguments(p)
 
     x = sub.add_parser("export", formatter_class=_Formatter, help="write a run's weights alone (for predict)",
                        description="Write the network's weights and what they were trained on (config, body model, steps), "
                                    "without the optimiser and prior state that only resuming needs: a file several times "
                                    "smaller, verified by its own digest, that `predict --checkpoint` and `evaluate` read.")
-    x.add_argument("run", metavar="RUN", help="a run folder or its checkpoint.pt")
-    x.add_argument("--out", default=None, metavar="FILE", help="the weights file (default: RUN/weights.pt)")
+    export_arguments(x)
     return ap
 
+# %% ../nbs/14_cli.ipynb #c656d832
+def evaluate_command(a) -> int:
+    "`hybrid-pose evaluate` (arguments: checkpoint_pos/checkpoint, data_root, dataset, split, out, device, batch_size, workers, body_model, no_baselines, no_progress)."
+    from pathlib import Path
+    from hybrid_pose.checkpoint import Checkpoint, usable_device
+    from hybrid_pose.data import PoseDataset, make_loader
+    from hybrid_pose.evaluate import evaluate
+    if a.batch_size < 1 or a.workers < 0: raise UsageError(f"--batch-size must be >= 1 and --workers >= 0; got {a.batch_size}, {a.workers}")
+    path = a.checkpoint or a.checkpoint_pos
+    if not path: raise UsageError("which checkpoint? pass a run folder or its checkpoint.pt (e.g. `hybrid-pose evaluate runs/quick`)")
+    if a.out and Path(a.out).is_dir(): raise UsageError(f"--out {a.out} is a folder; give a file such as {Path(a.out) / 'table.csv'}")
+    if a.out: check_writable(a.out, "--out", is_file=True)              # before anything is computed
+    device = usable_device(a.device)
+    ck = Checkpoint.load(path)
+    body = ck.body_model(a.body_model, a.data_root, device)             # a misspelt --body-model: train's one line
+    net = ck.network().to(device).eval()
+    root, dataset = Path(a.data_root or ck.data_root), a.dataset or ck.val_dataset
+    # every annotated image (silhouette numbers only where a mask exists); LSPe's held-out tail as the run had it
+    ds = PoseDataset(root, dataset=dataset, split=a.split, augment=False, size=ck.image_size, require_mask=False,
+                     lspet_val=int(ck.config.get("lspet_val", 0)))
+    if len(ds) == 0:
+        raise UsageError(f"no {dataset}/{a.split} samples under {root}; check --data-root, or make synthetic data "
+                         f"with `hybrid-pose synth --out {root / 'synthetic'}` (see data_scripts/ for LSP/LSPe/UP)")
+    print(f"evaluating {ck.path} ({ck.trained_on}) on {dataset}/{a.split} under {root}: {len(ds)} images", file=sys.stderr)
+    loader = lambda: make_loader(ds, batch_size=a.batch_size, shuffle=False, num_workers=a.workers)
+    res = evaluate(net, body, loader(), device=device, progress=not a.no_progress)
+    print(res.to_markdown())
+    if a.out: print(f"wrote {res.to_csv(a.out)}")
+    if not a.no_baselines: print_baselines(res, body, loader(), ck, root, device, a.out)
+    return EXIT_OK
+
+def print_baselines(res, body, loader, ck, root, device, out=None) -> dict:
+    "No 3D number read alone: the trivial predictors (`experiments.run_baselines`) on the same images, beside the run."
+    from pathlib import Path
+    from hybrid_pose.experiments import BASELINE_LABELS, comparison_markdown, run_baselines
+    base = run_baselines(body, loader, ck.config, root, device)
+    print("\nThe run beside trivial baselines on the same images (their camera is fitted to the true 2D keypoints, an "
+          "oracle the network does not have):\n")
+    print(comparison_markdown({"this run": res} | {BASELINE_LABELS.get(k, k): r for k, r in base.items()}))
+    for k, r in base.items() if out else ():                             # per-image rows of each baseline beside the run's
+        print(f"wrote {r.to_csv(Path(out).with_name(f'{Path(out).stem}_baseline_{k}.csv'))}")
+    return base
+
+# %% ../nbs/14_cli.ipynb #4e033996
 def main(argv=None, # arguments (default: sys.argv[1:])
         ) -> int: # exit status (see above)
     "The `hybrid-pose` command."

@@ -4,8 +4,9 @@
 
 # %% ../nbs/10_evaluate.ipynb #95087aad
 from __future__ import annotations
-import csv, itertools, math, sys, warnings
+import csv, itertools, math, warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,9 +15,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .body import LSP_FLIP, BodyModel, resolve_device
+from . import losses
+from .body import BodyModel, resolve_device
 from .camera import image_to_crop_pixels
-from .data import ANNOTATES_OCCLUDED
+from .data import ANNOTATES_OCCLUDED, flip_joints3d
 from .losses import KPR_WEIGHT, LSP_PELVIS, Objective, kpr_to_pixels, mr_per_image, root_center
 from .model import THETA_DIM, decode
 from .poses import joint_limit_violation, nearest_pose_distance
@@ -24,12 +26,14 @@ from .natural_poses import natural_reference
 from .render import PART_NAMES, body_part_labels, part_segmentation, rasterize, to_screen
 
 # %% auto #0
-__all__ = ['PCK_REFS', 'PCK_JOINTS', 'TRUTH_HELP', 'PCK_LEVELS', 'PAPER_PIXEL_CENTERS', 'METRIC_PROTOCOLS', 'pck', 'mpjpe',
-           'Similarity', 'similarity_transform', 'procrustes_align', 'pa_mpjpe', 'confusion_matrix',
-           'silhouette_confusion', 'part_confusion', 'f1_scores', 'pixel_accuracy', 'crop_on_photo', 'paste_to_image',
-           'truth_file', 'load_truth', 'truth_rows', 'flip_joints3d', 'batch_joints3d', 'theta_from_truth',
-           'TruthModel', 'BatchScores', 'score_batch', 'paper_numbers', 'summarize', 'EvalResult', 'evaluate',
-           'confusion_image', 'evaluate_command']
+__all__ = ['PCK_REFS', 'PCK_JOINTS', 'TRUTH_HELP', 'PCK_LEVELS', 'PAPER_PIXEL_CENTERS', 'TARGETS', 'METRICS', 'EVAL_ARRAYS',
+           'METRIC_PROTOCOLS', 'SUMMARIES', 'pck', 'mpjpe', 'Similarity', 'similarity_transform', 'procrustes_align',
+           'pa_mpjpe', 'confusion_matrix', 'silhouette_confusion', 'part_confusion', 'f1_scores', 'pixel_accuracy',
+           'crop_on_photo', 'paste_to_image', 'truth_file', 'load_truth', 'truth_rows', 'batch_joints3d',
+           'theta_from_truth', 'TruthModel', 'Metric', 'register_metric', 'register_array', 'Scoring', 'term_names',
+           'term_inputs', 'term_column', 'metric_registry', 'table_columns', 'BatchScores', 'score_batch',
+           'paper_numbers', 'Summarizing', 'summarize', 'protocol_markdown', 'EvalResult', 'evaluate',
+           'confusion_image']
 
 # %% ../nbs/10_evaluate.ipynb #3c729c33
 PCK_REFS = {"torso": (9, 2), "head": (12, 13), "crop": None}  # ref -> the two GT joints whose distance is L (None: crop side)
@@ -174,6 +178,8 @@ def part_confusion(pred: Tensor, # (B,H,W) predicted part ids 0..6 (`render.part
     "Part confusion matrix of each image, UP/SPIN labels."
     return confusion_matrix(pred, gt, num_classes, ignore)
 
+
+# %% ../nbs/10_evaluate.ipynb #93cce12e
 def f1_scores(conf: Tensor, # (...,C,C) or (...,C+1,C) confusion counts [GT, pred] (an extra row of ignored pixels is left out)
              ) -> Tensor: # (...,C) float64 F1 of each class; NaN where a class is neither true nor predicted
     "Per-class F1 = 2TP/(2TP+FP+FN) from a confusion matrix."
@@ -277,15 +283,13 @@ def truth_rows(truth: dict, # from `load_truth`
     rows[ok] = np.where(np.asarray(truth["valid"])[rows[ok]], rows[ok], -1)
     return rows
 
-def flip_joints3d(joints: Tensor, # (...,14,3) LSP joints, camera-aligned frame
-                 ) -> Tensor: # (...,14,3) the mirror image: x negated, left and right swapped
-    "The 3D joints of the horizontally flipped image."
-    return joints[..., LSP_FLIP, :] * joints.new_tensor([-1.0, 1.0, 1.0])
-
-def batch_joints3d(truth: dict|None, # source -> `load_truth` dict
+# %% ../nbs/10_evaluate.ipynb #06eefc75
+def batch_joints3d(truth: dict|None, # source -> `load_truth` dict (the fallback for batches without their own 3D truth)
                    meta: dict, # a batch's `meta`: source (B,) (or one str), number (B,), flipped (B,)
+                   joints3d: Tensor|None = None, # (B,14,3) the batch's own "joints3d" (metres, NaN rows, mirrored with flipped crops), if it has one
                   ) -> Tensor: # (B,14,3) float64 true LSP joints in each crop's frame (mirrored for flipped crops); NaN without truth
-    "The 3D truth of a batch's images, by source and number (what the 3D metrics and the 3D joint loss compare with)."
+    "The 3D truth of a batch's images: the batch's own `joints3d` when it carries it, else looked up by source and number."
+    if joints3d is not None: return torch.as_tensor(joints3d).detach().cpu().double()
     numbers = torch.as_tensor(meta["number"]).reshape(-1).cpu()
     B = len(numbers)
     sources = list(meta["source"]) if not isinstance(meta["source"], str) else [meta["source"]] * B
@@ -336,130 +340,320 @@ PCK_LEVELS = (("pck@0.2", 0.2, "torso", "all"),            # the standard LSP pr
               ("pck_crop@0.05", 0.05, "crop", "visible"),  # ours: 0.05 × the crop side (11.2 px of 224), visible joints
               ("pck_crop@0.1", 0.1, "crop", "visible"))    # ours: 0.1 × the crop side (22.4 px of 224), visible joints
 PAPER_PIXEL_CENTERS = False  # the authors' pixel convention (mask pixel (row, col) is the point (col, row)): MR_paper's
+TARGETS = ("keypoints", "mask", "parts", "joints3d")  # what a metric may need from the batch (2D joints, silhouette, part labels, 3D truth)
 
+class Metric(NamedTuple):
+    "One evaluation number: how it is measured per image, how the set is summarised, and how a table shows it."
+    name: str              # the per-image column and the summary key
+    per_image: object      # Scoring -> (B,) tensor (a row column); None: a number of the whole set only
+    summary: object        # a `SUMMARIES` name, a function (Summarizing, Metric) -> number, or None (a row column only)
+    protocol: str          # one line: how it is measured (printed beside the number)
+    label: str             # table column label (with `units`: "KPR" + "px" -> "KPR_px")
+    units: str = ""        # "px", "mm", "deg", "" (fractions, counts)
+    needs: tuple = ()      # entries of `TARGETS` the number needs (NaN for images without them)
+    array: str|None = None # the per-image array (`EVAL_ARRAYS`) its summary reads, if not the row column
+    dtype: type = float    # the row value's type (int: counts)
+    term: str|None = None  # the loss term (`losses.TERMS`) whose per-image value this is
+
+    @property
+    def column(self) -> str: return f"{self.label}_{self.units}" if self.units else self.label
+
+METRICS: dict = {}          # name -> Metric, in summary order: the one home of every evaluation number
+EVAL_ARRAYS: dict = {}      # name -> Scoring -> (B,...) tensor, kept per image for the set-level summaries
+METRIC_PROTOCOLS: dict = {} # summary key -> protocol sentence (derived: `register_metric` fills it)
+
+def register_metric(name: str, per_image=None, summary="mean", protocol: str = "", label: str|None = None, units: str = "",
+                    needs=(), array: str|None = None, dtype: type = float, term: str|None = None) -> Metric:
+    "Add (or replace) a metric: the one registration a new evaluation number needs."
+    if summary is not None and not callable(summary) and summary not in SUMMARIES:
+        raise ValueError(f"register_metric({name!r}): summary must be None, a function or one of {sorted(SUMMARIES)}; got {summary!r}")
+    if per_image is None and summary is None: raise ValueError(f"register_metric({name!r}): give per_image, summary or both")
+    bad = [t for t in needs if t not in TARGETS]
+    if bad: raise ValueError(f"register_metric({name!r}): needs {bad} are not batch targets; expected some of {TARGETS}")
+    if not protocol: raise ValueError(f"register_metric({name!r}): say in one line how it is measured (protocol=...)")
+    m = Metric(name, per_image, summary, protocol, label or name, units, tuple(needs), array, dtype, term)
+    METRICS[name] = m; METRIC_PROTOCOLS[name] = protocol
+    return m
+
+def register_array(name: str, fn) -> None:
+    "Keep `fn(scoring)` (B,...) per image for summaries that need more than one number per image (e.g. confusion matrices)."
+    EVAL_ARRAYS[name] = fn
+
+_mean = lambda x: float(torch.as_tensor(x, dtype=torch.float64).nanmean()) if torch.as_tensor(x).numel() else math.nan
+SUMMARIES = {  # how a set is summarised from its images: name -> (Summarizing, Metric) -> number
+    "mean": lambda z, m: _mean(z.col(m.name)),                              # mean over images, NaN ignored
+    "pooled": lambda z, m: _mean(z.arrays[m.array]),                        # mean over every entry of a (N,...) array (PCK: joints)
+    "count": lambda z, m: int(z.arrays[m.array].sum()),                     # images for which a flag is set
+    "accuracy": lambda z, m: float(pixel_accuracy(z.arrays[m.array].sum(0))),  # from the confusion matrix summed over the set
+    "f1": lambda z, m: _mean(f1_scores(z.arrays[m.array].sum(0))),          # mean per-class F1 of the summed confusion matrix
+}
+
+# %% ../nbs/10_evaluate.ipynb #1341c2ab
+class Scoring:
+    "One batch of predictions with its targets, as the metrics read them: every shared quantity computed once, on first use."
+    def __init__(self, theta: Tensor, # (B,85) predicted Θ (one IEF stage)
+                 batch: dict, # a collated `PoseDataset` batch: image (B,3,S,S), keypoints (B,14,3), mask (B,S,S), [parts], [joints3d], meta
+                 body: BodyModel, # the body layer, on Θ's device
+                 truth: dict|None = None, # source -> `load_truth` dict: 3D truth for batches without "joints3d"
+                 labels: Tensor|None = None, # (V,) part ids of the vertices; default `body_part_labels(body)`
+                 pixel_centers: bool = True, # the convention of `mr_px` & co. (`losses.mesh_reprojection_terms`); MR_paper: the authors'
+                 photo_labels: list|None = None): # per image: dict(mask=(H,W)|None, parts=(H,W)|None) of the whole photo; None: no image-frame scores
+        self.S, self.B, self.dev = batch["image"].shape[-1], theta.shape[0], theta.device
+        self.kp_gt, mask = batch["keypoints"].to(self.dev), batch["mask"].to(self.dev)
+        self.mask = mask if mask.dtype == torch.bool else mask > 0       # silhouettes: > 0 is the person (the authors')
+        if self.kp_gt.shape != (self.B, 14, 3) or self.mask.shape != (self.B, self.S, self.S):
+            raise ValueError(f"score_batch: expected keypoints (B,14,3) and mask (B,S,S) with B = {self.B}, S = {self.S}; "
+                             f"got {tuple(self.kp_gt.shape)} and {tuple(self.mask.shape)}")
+        if photo_labels is not None and len(photo_labels) != self.B:
+            raise ValueError(f"score_batch: photo_labels has {len(photo_labels)} entries for {self.B} images")
+        self.theta, self.batch, self.meta, self.body, self.truth = theta, batch, batch["meta"], body, truth
+        self.photo_labels, self._labels = photo_labels, labels
+        self.objective = Objective(mr_pixel_centers=pixel_centers)       # the training objective's terms, per image
+        self.paper_objective = Objective(mr_pixel_centers=PAPER_PIXEL_CENTERS)
+        src = self.meta["source"]
+        self.sources = [src] * self.B if isinstance(src, str) else list(src)
+        self.flipped = torch.as_tensor(self.meta.get("flipped", torch.zeros(self.B, dtype=torch.bool))).reshape(-1).bool()
+        self._memo = {}
+
+    def once(self, key: str, fn): # fn(self), computed on first use and kept: what several metrics share
+        if key not in self._memo: self._memo[key] = fn(self)
+        return self._memo[key]
+    def value(self, name: str) -> Tensor: # (B,) the per-image values of metric `name`
+        return self.once(f"metric:{name}", metric_registry()[name].per_image)
+    def array(self, name: str) -> Tensor: # (B,...) the per-image array `name` (`EVAL_ARRAYS`)
+        return self.once(f"array:{name}", EVAL_ARRAYS[name])
+
+    @cached_property
+    def decoded(self): return decode(self.theta, self.body, size=self.S)   # model.Decoded: keypoints, vertices_px, body, cam
+    @cached_property
+    def visible(self) -> Tensor: return self.kp_gt[..., 2] > 0           # (B,14)
+    @cached_property
+    def mr_sums(self): return self.objective.mr_sums(self.decoded.vertices_px, self.mask)  # S_b's two sums, our convention
+    @cached_property
+    def mr_sums_paper(self):                                              # the same with the authors' pixel corners
+        same = self.objective.mr_pixel_centers == PAPER_PIXEL_CENTERS
+        return self.mr_sums if same else self.paper_objective.mr_sums(self.decoded.vertices_px, self.mask)
+    @cached_property
+    def has_mask(self) -> Tensor: return self.mr_sums.mask_pixels > 0    # (B,) the image has a silhouette
+    @cached_property
+    def gt_joints3d(self) -> Tensor: return batch_joints3d(self.truth, self.meta, self.batch.get("joints3d"))  # (B,14,3) f64, NaN rows
+    @cached_property
+    def has3d(self) -> Tensor: return torch.isfinite(self.gt_joints3d).all(-1).all(-1)  # (B,) CPU
+    @cached_property
+    def has_target(self) -> dict: # a term's target input -> (B,) bool: which images a term can be scored on
+        return {"gt_keypoints": self.visible.any(1), "masks": self.has_mask, "gt_joints3d": self.has3d.to(self.dev)}
+    @cached_property
+    def terms(self) -> dict: # every loss term per image (`Objective.terms(..., reduction="none", log_all=True)`)
+        d = self.decoded; j = d.body.lsp_joints
+        return self.objective.terms(d.keypoints, d.vertices_px, self.kp_gt, self.mask, reduction="none", log_all=True,
+                                    mr_sums=self.mr_sums, joints3d=j, gt_joints3d=self.gt_joints3d.to(j.device, j.dtype))
+
+# %% ../nbs/10_evaluate.ipynb #24b9f417
+_nan_unless = lambda ok, x: torch.where(ok, x, math.nan)
+
+def term_names() -> tuple: # the live loss-term registry (`losses.TERMS`), read when scoring
+    return tuple(losses.TERMS)
+
+def term_inputs(name: str) -> tuple: # the `terms` inputs a loss term reads ("gt_keypoints", "masks", ...)
+    t = losses.TERMS[name] if isinstance(losses.TERMS, dict) else None
+    return tuple(t.inputs) if t is not None else tuple(getattr(losses, "TERM_INPUTS", {}).get(name, ()))
+
+def term_column(name: str): # Scoring -> (B,): the term's per-image value, NaN where the image lacks a target the term reads
+    def per_image(s):
+        v = s.terms.get(name)
+        if v is None: return torch.full((s.B,), math.nan, dtype=torch.float64)
+        ok = torch.ones(s.B, dtype=torch.bool, device=v.device)
+        for k in term_inputs(name):
+            if k in s.has_target: ok = ok & s.has_target[k].to(v.device)
+        return _nan_unless(ok, v)
+    return per_image
+
+def metric_registry() -> dict: # name -> Metric: `METRICS`, then one for every loss term no metric reports yet
+    out, claimed = dict(METRICS), {m.term for m in METRICS.values()}
+    for t in term_names():
+        if t not in claimed and t not in out:
+            out[t] = Metric(t, term_column(t), "mean", f"the `{t}` loss term of each image (losses.Objective, default "
+                            "weights), mean over the images that have its targets", t, term=t)
+    return out
+
+def table_columns(*names: str) -> dict: # table column ("KPR_px") -> summary key ("KPR_paper_px"), for the given metrics
+    reg = metric_registry()
+    missing = [n for n in names if n not in reg]
+    if missing: raise KeyError(f"table_columns: no metric {missing}; registered: {list(reg)}")
+    return {reg[n].column: n for n in names}
+
+def _known(s) -> Tensor: # (B,14) joints with annotated coordinates (LSPe annotates only its visible ones)
+    return torch.tensor([ANNOTATES_OCCLUDED.get(x, True) for x in s.sources], device=s.dev)[:, None].expand(s.B, 14)
+
+def _pck_hits(level): # Scoring -> (B,14) hits of one PCK level
+    name, a, ref, joints = level
+    return lambda s: pck(s.decoded.keypoints, s.kp_gt, a, ref, joints, annotated=_known(s), reduction="joints")
+
+def _kp_l2_px(s) -> Tensor: # (B,) mean Euclidean error of the visible joints, crop pixels
+    n = s.visible.sum(1)
+    err = torch.where(s.visible[..., None], s.decoded.keypoints - s.kp_gt[..., :2], 0)
+    return _nan_unless(n > 0, torch.linalg.vector_norm(err, dim=-1).sum(1) / n.clamp_min(1) * (s.S / 2))
+
+# %% ../nbs/10_evaluate.ipynb #36656bbd
+register_array("theta", lambda s: s.theta.float())
+register_array("keypoints", lambda s: s.decoded.keypoints.float())
+register_array("gt_keypoints", lambda s: s.kp_gt.float())
+register_array("mr_paper", lambda s: s.value("mr_paper_image").double())
+for _l in PCK_LEVELS: register_array(f"pck:{_l[0]}", _pck_hits(_l))
+register_metric("images", None, lambda z, m: len(z.rows), "images scored")
+register_metric("paper_batch", None, lambda z, m: z.paper_batch, "images per group of the paper numbers (the authors' batch: 8)")
+register_metric("visible", lambda s: s.visible.sum(1), None, "visible annotated joints of the image", needs=("keypoints",), dtype=int)
+register_metric("mask_px", lambda s: s.mr_sums.mask_pixels, None, "silhouette pixels of the crop", needs=("mask",), dtype=int)
+register_metric("paper_groups", None, lambda z, m: z.paper["paper_groups"], "groups of paper_batch consecutive images")
+register_metric("KPR_paper", None, lambda z, m: z.paper["KPR_paper"], "the authors' validation KPR: x60 mean abs error per "
+                "coordinate, pooled per group of paper_batch images", needs=("keypoints",))
+register_metric("KPR_paper_px", None, lambda z, m: kpr_to_pixels(z.paper["KPR_paper"], KPR_WEIGHT, z.size),
+                "KPR_paper as crop pixels (x112/60)", "KPR", "px", needs=("keypoints",))
+register_metric("MR_paper", None, lambda z, m: z.paper["MR_paper"], "the authors' validation MR: sum over a group of "
+                "S_b/(V+3), pixel corners (their convention)", needs=("mask",))
+register_metric("kpr", term_column("kpr"), "mean", "KPR of each image alone, mean over images", needs=("keypoints",), term="kpr")
+register_metric("kpr_px", lambda s: kpr_to_pixels(s.value("kpr"), s.objective.kpr_weight, s.S), "mean",
+                "kpr as crop pixels (x112/60), mean over images", "kpr", "px", needs=("keypoints",))
+register_metric("kp_l2_px", _kp_l2_px, "mean", "mean Euclidean error of the visible joints, crop pixels", "kp_l2", "px",
+                needs=("keypoints",))
+_PCK_PROTOCOLS = ["standard LSP PCK: all 14 joints of every image (LSPe: its visible ones, it has no coordinates for the "
+                  "rest), 0.2 x GT torso", "PCK, visible joints only, 0.2 x GT torso (not the standard protocol)",
+                  "PCK, visible joints, 0.05 x crop side (ours)", "PCK, visible joints, 0.1 x crop side (ours)"]
+for _l, _p in zip(PCK_LEVELS, _PCK_PROTOCOLS):      # per image: the image's share; the set: pooled over all counted joints
+    register_metric(_l[0], lambda s, k=f"pck:{_l[0]}": s.array(k).nanmean(1), "pooled", _p, "PCK" + _l[0][3:],
+                    needs=("keypoints",), array=f"pck:{_l[0]}")
+_mr_nan = lambda f: lambda s: _nan_unless(s.has_mask, f(s))
+register_metric("mr_px", term_column("mr"), "mean", "S_b/(|G_b|+V) per image, pixel centres (ours)", "MR", "px",
+                needs=("mask",), term="mr")
+register_metric("mr_to_mask_px", _mr_nan(lambda s: s.mr_sums.to_mask / s.mr_sums.num_vertices), "mean",
+                "mean vertex-to-silhouette distance, pixel centres", "MR_to_mask", "px", needs=("mask",))
+register_metric("mr_to_mesh_px", _mr_nan(lambda s: s.mr_sums.to_vertices / s.mr_sums.mask_pixels.to(s.mr_sums.to_mask.dtype)
+                .clamp_min(1)), "mean", "mean silhouette-pixel-to-vertex L1 distance, pixel centres", "MR_to_mesh", "px", needs=("mask",))
+register_metric("mr_paper_image", _mr_nan(lambda s: mr_per_image(s.mr_sums_paper, "paper")), "mean",
+                "S_b/(V+3) per image, pixel corners (authors')", "MR_paper_image", needs=("mask",))
+
+# %% ../nbs/10_evaluate.ipynb #4f868448
+def _rendered(s): # (screen vertices, fragments, part ids or None) of the predicted body in the crop
+    scr = to_screen(s.decoded.body.vertices, s.decoded.cam, s.S)
+    fr = rasterize(scr, s.body.faces, s.S)
+    want = "parts" in s.batch or any(p is not None and p.get("parts") is not None for p in s.photo_labels or [])
+    labels = body_part_labels(s.body) if s._labels is None else s._labels.to(s.dev)
+    return scr, fr, part_segmentation(scr, s.body.faces, labels, s.S, fragments=fr) if want else None
+
+def _crop_frame(s) -> dict: # ours: the render vs the loader's label crops (parts: the padding beyond the photo ignored)
+    _, fr, parts = s.once("rendered", _rendered)
+    B, n, dev = s.B, len(PART_NAMES), s.dev
+    out = dict(sil_conf_crop=silhouette_confusion(fr.mask, s.mask) * s.has_mask[:, None, None], has_mask_crop=s.has_mask,
+               has_parts_crop=torch.zeros(B, dtype=torch.bool, device=dev),
+               part_conf_crop=torch.zeros(B, n + 1, n, dtype=torch.long, device=dev))
+    if "parts" in s.batch:
+        m = s.meta
+        hp = torch.as_tensor(m.get("has_parts", torch.ones(B, dtype=torch.bool))).to(dev).bool()
+        on_photo = crop_on_photo(m["center"], m["box_size"], s.flipped, m["image_size"], s.S).to(dev)
+        gt = torch.where(on_photo, s.batch["parts"].to(dev).long(), 255)
+        out.update(has_parts_crop=hp, part_conf_crop=part_confusion(parts, gt) * hp[:, None, None])
+    return out
+
+def _image_frame(s) -> dict: # SPIN/UP: each prediction pasted back into its photo, against the photo's own labels
+    _, fr, parts = s.once("rendered", _rendered)
+    B, n = s.B, len(PART_NAMES)
+    out = dict(sil_conf=torch.zeros(B, 2, 2, dtype=torch.long), part_conf=torch.zeros(B, n + 1, n, dtype=torch.long),
+               has_mask=torch.zeros(B, dtype=torch.bool), has_parts=torch.zeros(B, dtype=torch.bool))
+    hw_of = lambda a: tuple(int(v) for v in np.shape(a))
+    for i, lab in enumerate(s.photo_labels or []):
+        box = (s.meta["center"][i], s.meta["box_size"][i], bool(s.flipped[i]))
+        if lab.get("mask") is not None:
+            gm = torch.as_tensor(np.asarray(lab["mask"]) > 0)
+            out["sil_conf"][i] = silhouette_confusion(paste_to_image(fr.mask[i].cpu(), *box, hw_of(gm))[None], gm[None])[0]
+            out["has_mask"][i] = bool(gm.any())
+        if lab.get("parts") is not None:
+            gp = torch.as_tensor(np.asarray(lab["parts"]).astype(np.int64))
+            out["part_conf"][i] = part_confusion(paste_to_image(parts[i].cpu(), *box, hw_of(gp))[None], gp[None])[0]
+            out["has_parts"][i] = True
+    return out
+
+_SEG_PROTOCOL = {"": "image frame (SPIN/UP): render pasted back into the photo, every photo pixel counted",
+                 "_crop": "crop frame (ours): render vs the loader's label crop; padding = background (parts: ignored)"}
+for _f, _frame in (("", _image_frame), ("_crop", _crop_frame)):   # the image frame (the literature's), then ours
+    for _k in ("sil_conf", "part_conf", "has_mask", "has_parts"):
+        register_array(_k + _f, lambda s, k=_k + _f, fn=_frame: s.once(fn.__name__, fn)[k])
+    _hm = lambda s, f=_f: s.array("has_mask" + f).to(s.array("sil_conf" + f).device)
+    _hp = lambda s, f=_f: s.array("has_parts" + f).to(s.array("part_conf" + f).device)
+    register_metric(f"images_mask{_f}", None, "count", f"images with a silhouette, {_SEG_PROTOCOL[_f].split(':')[0]}",
+                    needs=("mask",), array=f"has_mask{_f}")
+    register_metric(f"fgbg_acc{_f}", lambda s, f=_f, hm=_hm: _nan_unless(hm(s), pixel_accuracy(s.array("sil_conf" + f))),
+                    "accuracy", _SEG_PROTOCOL[_f], f"FGBG_acc{_f}", needs=("mask",), array=f"sil_conf{_f}")
+    register_metric(f"fgbg_f1{_f}", lambda s, f=_f, hm=_hm: _nan_unless(hm(s), f1_scores(s.array("sil_conf" + f)).nanmean(-1)),
+                    "f1", _SEG_PROTOCOL[_f], f"FGBG_F1{_f}", needs=("mask",), array=f"sil_conf{_f}")
+    register_metric(f"images_parts{_f}", None, "count", f"images with part labels, {_SEG_PROTOCOL[_f].split(':')[0]}",
+                    needs=("parts",), array=f"has_parts{_f}")
+    register_metric(f"parts_acc{_f}", lambda s, f=_f, hp=_hp: _nan_unless(hp(s), pixel_accuracy(s.array("part_conf" + f))),
+                    "accuracy", _SEG_PROTOCOL[_f], f"parts_acc{_f}", needs=("parts",), array=f"part_conf{_f}")
+    register_metric(f"parts_f1{_f}", None, "f1", _SEG_PROTOCOL[_f], f"parts_F1{_f}", needs=("parts",), array=f"part_conf{_f}")
+
+# %% ../nbs/10_evaluate.ipynb #b98f8f9e
+def _errors3d(s) -> tuple: # (B,) MPJPE and PA-MPJPE in mm, NaN without 3D truth
+    has, gt = s.has3d, s.gt_joints3d
+    e, pa = torch.full((s.B,), math.nan, dtype=torch.float64), torch.full((s.B,), math.nan, dtype=torch.float64)
+    if has.any():
+        pj = s.decoded.body.lsp_joints.detach().cpu().double()[has]
+        e[has], pa[has] = 1000 * mpjpe(pj, gt[has]), 1000 * pa_mpjpe(pj, gt[has])
+    return e, pa
+
+register_metric("images_3d", None, lambda z, m: int(torch.isfinite(z.col("mpjpe_mm")).sum()), "images with 3D truth",
+                needs=("joints3d",))
+register_metric("mpjpe_mm", lambda s: s.once("errors3d", _errors3d)[0], "mean", "LSP-14 joints, pelvis (hip midpoint) centred",
+                "MPJPE", "mm", needs=("joints3d",))
+register_metric("pa_mpjpe_mm", lambda s: s.once("errors3d", _errors3d)[1], "mean", "LSP-14 joints after similarity Procrustes",
+                "PA_MPJPE", "mm", needs=("joints3d",))
+
+_limits = lambda s: s.once("limits", lambda s: joint_limit_violation(s.decoded.body.rotmats))   # poses.LimitViolation
+_split = lambda s: s.once("limits_split", lambda s: _limits(s).split())                          # group -> (count, degrees)
+register_array("violations", lambda s: _limits(s).count)
+register_metric("violations", lambda s: _limits(s).count, "mean", "joints per pose outside the joint limits by more than 1 "
+                "degree (poses.joint_limit_violation)", dtype=int)
+register_metric("poses_violating", None, lambda z, m: _mean((z.col("violations") > 0).double()),
+                "share of poses with at least one joint-limit violation")
+register_metric("violation_deg", lambda s: _limits(s).total, "mean", "summed excess over the joint limits per pose, degrees",
+                "violation", "deg")
+_GROUPS = {"swing": "seen joints (moving an LSP keypoint) outside their swing limits, per pose",
+           "twist": "seen joints outside their twist limits, per pose",
+           "unseen": "ankles, feet, wrists, hands (no LSP keypoint sees them) outside their limits, per pose"}
+for _g, _p in _GROUPS.items():
+    register_metric(f"{_g}_violations", lambda s, g=_g: _split(s)[g][0], "mean", _p, f"viol_{_g}", dtype=int)
+    register_metric(f"{_g}_excess_deg", lambda s, g=_g: _split(s)[g][1], "mean", f"their summed excess, degrees ({_g})",
+                    f"{_g}_excess", "deg")
+register_metric("natural_dist_deg", lambda s: nearest_pose_distance(s.decoded.body.rotmats.detach().float(),
+                natural_reference(device=s.decoded.body.rotmats.device)), "mean", "mean per-joint geodesic angle to the "
+                "nearest of 2,000 natural poses (natural_poses.natural_reference)", "natural_dist", "deg")
+register_metric("cam_s", lambda s: s.decoded.cam[:, 0], None, "the predicted weak-perspective camera scale")
+
+# %% ../nbs/10_evaluate.ipynb #dc22132c
 class BatchScores(NamedTuple):
     "What `score_batch` finds."
-    rows: list    # one dict per image (see `evaluate`)
-    arrays: dict  # name -> per-image CPU tensor (B,...): theta, keypoints, gt_keypoints, mr_paper, sil_conf, part_conf, ...
+    rows: list    # one dict per image: index, source, number, flipped, then every metric with a per-image value
+    arrays: dict  # name -> per-image CPU tensor (B,...): `EVAL_ARRAYS` (theta, keypoints, gt_keypoints, mr_paper, sil_conf, ...)
 
 def score_batch(theta: Tensor, # (B,85) predicted Θ (one IEF stage)
-                batch: dict, # a collated `PoseDataset` batch: image (B,3,S,S), keypoints (B,14,3), mask (B,S,S), [parts], meta
+                batch: dict, # a collated `PoseDataset` batch: image (B,3,S,S), keypoints (B,14,3), mask (B,S,S), [parts], [joints3d], meta
                 body: BodyModel, # the body layer, on Θ's device
-                truth: dict|None = None, # source -> `load_truth` dict; images of other sources get no 3D metrics
+                truth: dict|None = None, # source -> `load_truth` dict, for batches without "joints3d"; other images get no 3D metrics
                 labels: Tensor|None = None, # (V,) part ids of the vertices; default `body_part_labels(body)`
                 pixel_centers: bool = True, # the convention of `mr_px` & co. (`losses.mesh_reprojection_terms`); MR_paper: the authors'
-                pck_levels=PCK_LEVELS, # (name, α, ref, joints) of the PCK columns
                 photo_labels: list|None = None, # per image: dict(mask=(H,W) bool|None, parts=(H,W) uint8|None) of the whole photo (`PoseDataset.read`); None: no image-frame scores
                ) -> BatchScores:
-    "Every per-image number of one batch of predictions."
-    S = batch["image"].shape[-1]
-    dev = theta.device
-    kp_gt, mask = batch["keypoints"].to(dev), batch["mask"].to(dev)
-    mask = mask if mask.dtype == torch.bool else mask > 0                # silhouettes: > 0 is the person (the authors')
-    B = theta.shape[0]
-    if kp_gt.shape != (B, 14, 3) or mask.shape != (B, S, S):
-        raise ValueError(f"score_batch: expected keypoints (B,14,3) and mask (B,S,S) with B = {B}, S = {S}; "
-                         f"got {tuple(kp_gt.shape)} and {tuple(mask.shape)}")
-    meta = batch["meta"]
-    d = decode(theta, body, size=S)
-    kp = d.keypoints
-    # the reprojection terms per image, as the losses define them: KPR ×60 on one image, MR's S_b/(|G_b|+V)
-    ev = Objective(mr_pixel_centers=pixel_centers)
-    t = ev.mr_sums(d.vertices_px, mask)                                  # S_b's two sums, also reported per direction
-    per = ev.terms(kp, d.vertices_px, kp_gt, mask, reduction="none", mr_sums=t)
-    t_paper = t if pixel_centers == PAPER_PIXEL_CENTERS else Objective(mr_pixel_centers=PAPER_PIXEL_CENTERS).mr_sums(d.vertices_px, mask)
-    # keypoints: per-image KPR, pixels, Euclidean error, PCK
-    on = kp_gt[..., 2] > 0
-    n_vis = on.sum(1)
-    err = torch.where(on[..., None], kp - kp_gt[..., :2], 0)
-    kpr = torch.where(n_vis > 0, per["kpr"], math.nan)
-    l2 = torch.where(n_vis > 0, torch.linalg.vector_norm(err, dim=-1).sum(1) / n_vis.clamp_min(1) * (S / 2), math.nan)
-    srcs = list(meta["source"]) if not isinstance(meta["source"], str) else [meta["source"]] * B
-    known = torch.tensor([ANNOTATES_OCCLUDED.get(s_, True) for s_ in srcs], device=dev)[:, None].expand(B, kp_gt.shape[1])
-    hits = {name: pck(kp, kp_gt, a, ref, joints, annotated=known, reduction="joints") for name, a, ref, joints in pck_levels}
-    # mesh vs silhouette: S_b = both sums of the MR loss
-    V, G = t.num_vertices, t.mask_pixels.to(t.to_mask.dtype)
-    has_mask = t.mask_pixels > 0
-    nan = lambda x: torch.where(has_mask, x, math.nan)
-    mr, mr_paper = nan(per["mr"]), nan(mr_per_image(t_paper, "paper"))
-    to_mask_px, to_mesh_px = nan(t.to_mask / V), nan(t.to_vertices / G.clamp_min(1))
-    # rendered silhouette and parts in the crop
-    labels = body_part_labels(body) if labels is None else labels.to(dev)
-    scr = to_screen(d.body.vertices, d.cam, S)
-    fr = rasterize(scr, body.faces, S)
-    flipped = torch.as_tensor(meta.get("flipped", torch.zeros(B, dtype=torch.bool))).reshape(-1).bool()
-    want_parts = "parts" in batch or any(p is not None and p.get("parts") is not None for p in photo_labels or [])
-    parts = part_segmentation(scr, body.faces, labels, S, fragments=fr) if want_parts else None
-    n_parts = len(PART_NAMES)
-    # the crop frame (ours): the loader's label crops; for parts, the padding beyond the photo is ignored
-    sil_c = silhouette_confusion(fr.mask, mask) * has_mask[:, None, None]
-    if "parts" in batch:
-        has_parts = torch.as_tensor(meta.get("has_parts", torch.ones(B, dtype=torch.bool))).to(dev).bool()
-        on_photo = crop_on_photo(meta["center"], meta["box_size"], flipped, meta["image_size"], S).to(dev)
-        gt_parts = torch.where(on_photo, batch["parts"].to(dev).long(), 255)
-        pc_c = part_confusion(parts, gt_parts) * has_parts[:, None, None]
-    else:
-        has_parts = torch.zeros(B, dtype=torch.bool, device=dev)
-        pc_c = torch.zeros(B, n_parts + 1, n_parts, dtype=torch.long, device=dev)
-    # the image frame (SPIN/UP): each prediction pasted back into its photo, against the photo's own labels
-    sil_i, pc_i = torch.zeros(B, 2, 2, dtype=torch.long), torch.zeros(B, n_parts + 1, n_parts, dtype=torch.long)
-    has_mask_i, has_parts_i = torch.zeros(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
-    if photo_labels is not None:
-        if len(photo_labels) != B: raise ValueError(f"score_batch: photo_labels has {len(photo_labels)} entries for {B} images")
-        hw_of = lambda a: tuple(int(v) for v in np.shape(a))
-        for i, lab in enumerate(photo_labels):
-            box = (meta["center"][i], meta["box_size"][i], bool(flipped[i]))
-            if lab.get("mask") is not None:
-                gm = torch.as_tensor(np.asarray(lab["mask"]) > 0)
-                sil_i[i] = silhouette_confusion(paste_to_image(fr.mask[i].cpu(), *box, hw_of(gm))[None], gm[None])[0]
-                has_mask_i[i] = bool(gm.any())
-            if lab.get("parts") is not None:
-                gp = torch.as_tensor(np.asarray(lab["parts"]).astype(np.int64))
-                pc_i[i] = part_confusion(paste_to_image(parts[i].cpu(), *box, hw_of(gp))[None], gp[None])[0]
-                has_parts_i[i] = True
-    seg = {}
-    for frame, sil, pc, hm, hp in (("", sil_i, pc_i, has_mask_i, has_parts_i), ("_crop", sil_c, pc_c, has_mask, has_parts)):
-        hm, hp = hm.to(sil.device), hp.to(sil.device)
-        seg[f"fgbg_acc{frame}"] = torch.where(hm, pixel_accuracy(sil), math.nan)
-        seg[f"fgbg_f1{frame}"] = torch.where(hm, f1_scores(sil).nanmean(-1), math.nan)
-        seg[f"parts_acc{frame}"] = torch.where(hp, pixel_accuracy(pc), math.nan)
-    numbers = torch.as_tensor(meta["number"]).reshape(-1).cpu()
-    sources = list(meta["source"]) if not isinstance(meta["source"], str) else [meta["source"]] * B
-    gt3d = batch_joints3d(truth, meta)                       # NaN where an image has no 3D truth
-    has3d = torch.isfinite(gt3d).all(-1).all(-1)
-    e3d, pa3d = torch.full((B,), math.nan, dtype=torch.float64), torch.full((B,), math.nan, dtype=torch.float64)
-    if has3d.any():
-        pj = d.body.lsp_joints.detach().cpu().double()[has3d]
-        e3d[has3d], pa3d[has3d] = 1000 * mpjpe(pj, gt3d[has3d]), 1000 * pa_mpjpe(pj, gt3d[has3d])
-    lim = joint_limit_violation(d.body.rotmats); split = lim.split()
-    near = nearest_pose_distance(d.body.rotmats.detach().float(), natural_reference(device=d.body.rotmats.device))
+    "Every per-image number of one batch of predictions: each registered metric (`metric_registry`) on a shared `Scoring`."
+    s = Scoring(theta, batch, body, truth, labels, pixel_centers, photo_labels)
     cpu = lambda x: x.detach().cpu()
-    cols = dict(kpr=kpr, kpr_px=kpr_to_pixels(kpr, ev.kpr_weight, S), kp_l2_px=l2, **{k: h.nanmean(1) for k, h in hits.items()},
-                mr_px=mr, mr_paper_image=mr_paper, mr_to_mask_px=to_mask_px, mr_to_mesh_px=to_mesh_px,
-                **seg, mpjpe_mm=e3d, pa_mpjpe_mm=pa3d,
-                violation_deg=lim.total, **{f"{k}_excess_deg": deg for k, (_, deg) in split.items()},
-                natural_dist_deg=near, cam_s=d.cam[:, 0])
-    cols = {k: cpu(v).double() for k, v in cols.items()}
-    idx = torch.as_tensor(meta.get("index", torch.full((B,), -1))).reshape(-1).tolist()
-    rows = []
-    for i in range(B):
-        r = dict(index=int(idx[i]), source=sources[i], number=int(numbers[i]), flipped=bool(flipped[i]),
-                 visible=int(n_vis[i]), mask_px=int(t.mask_pixels[i]))
-        r.update({k: float(v[i]) for k, v in cols.items()})
-        r["violations"] = int(lim.count[i])
-        r.update({f"{k}_violations": int(n[i]) for k, (n, _) in split.items()})
-        rows.append(r)
-    arrays = dict(theta=cpu(theta).float(), keypoints=cpu(kp).float(), gt_keypoints=cpu(kp_gt).float(),
-                  mr_paper=cols["mr_paper_image"], sil_conf=sil_i, part_conf=pc_i, has_mask=has_mask_i, has_parts=has_parts_i,
-                  sil_conf_crop=cpu(sil_c), part_conf_crop=cpu(pc_c), has_mask_crop=cpu(has_mask), has_parts_crop=cpu(has_parts),
-                  violations=cpu(lim.count), **{f"pck:{k}": cpu(h) for k, h in hits.items()})
-    return BatchScores(rows, arrays)
+    cols = {n: cpu(s.value(n)) for n, m in metric_registry().items() if m.per_image is not None}
+    reg = metric_registry()
+    idx = torch.as_tensor(s.meta.get("index", torch.full((s.B,), -1))).reshape(-1).tolist()
+    numbers = torch.as_tensor(s.meta["number"]).reshape(-1).cpu()
+    rows = [dict(index=int(idx[i]), source=s.sources[i], number=int(numbers[i]), flipped=bool(s.flipped[i]))
+            | {n: (int(v[i]) if reg[n].dtype is int else float(v[i].double())) for n, v in cols.items()} for i in range(s.B)]
+    return BatchScores(rows, {k: cpu(s.array(k)) for k in EVAL_ARRAYS})
 
 # %% ../nbs/10_evaluate.ipynb #14b297ba
-def _mean(x: Tensor) -> float:
-    x = torch.as_tensor(x, dtype=torch.float64)
-    return float(x.nanmean()) if x.numel() else math.nan
-
 def paper_numbers(keypoints: Tensor, # (N,14,2) predicted keypoints, crop units, in loader order
                   gt_keypoints: Tensor, # (N,14,3) annotated keypoints
                   mr_paper: Tensor, # (N,) S_b/(V+3) per image, NaN without a silhouette
@@ -479,61 +673,41 @@ def paper_numbers(keypoints: Tensor, # (N,14,2) predicted keypoints, crop units,
         if len(m): mrs.append(float(m.sum()) * paper_batch / len(m))
     return dict(KPR_paper=_mean(torch.tensor(kprs)), MR_paper=_mean(torch.tensor(mrs)), paper_groups=-(-N // paper_batch))
 
+class Summarizing:
+    "What a metric's summary reads: the per-image rows and arrays of the whole set, and the paper grouping."
+    def __init__(self, rows: list, arrays: dict, paper_batch: int = 8, size: int = 224):
+        self.rows, self.arrays, self.paper_batch, self.size = rows, arrays, paper_batch, size
+    def col(self, key: str) -> Tensor: # (N,) float64 one per-image column
+        return torch.tensor([r[key] for r in self.rows], dtype=torch.float64)
+    @cached_property
+    def paper(self) -> dict: # `paper_numbers` of the set
+        a = self.arrays
+        return paper_numbers(a["keypoints"], a["gt_keypoints"], a["mr_paper"], self.paper_batch)
+
 def summarize(rows: list, # per-image dicts from `score_batch`
               arrays: dict, # per-image arrays from `score_batch`, concatenated
               paper_batch: int = 8, # images per paper group
               size: int = 224, # crop side, pixels
-             ) -> dict: # name -> number (see the table at the top)
-    "The dataset-level numbers from the per-image ones (`METRIC_PROTOCOLS` says how each is defined)."
-    col = lambda k: torch.tensor([r[k] for r in rows], dtype=torch.float64)
-    out = dict(images=len(rows))
-    pn = paper_numbers(arrays["keypoints"], arrays["gt_keypoints"], arrays["mr_paper"], paper_batch)
-    out.update(paper_batch=paper_batch, paper_groups=pn["paper_groups"], KPR_paper=pn["KPR_paper"],
-               KPR_paper_px=kpr_to_pixels(pn["KPR_paper"], KPR_WEIGHT, size), MR_paper=pn["MR_paper"])
-    for k in ("kpr", "kpr_px", "kp_l2_px"): out[k] = _mean(col(k))
-    for k in [k[4:] for k in arrays if k.startswith("pck:")]: out[k] = _mean(arrays[f"pck:{k}"])
-    for k in ("mr_px", "mr_to_mask_px", "mr_to_mesh_px", "mr_paper_image"): out[k] = _mean(col(k))
-    for frame in ("", "_crop"):                                          # the image frame (SPIN/UP), then ours
-        sil, pc = arrays[f"sil_conf{frame}"].sum(0), arrays[f"part_conf{frame}"].sum(0)
-        out.update({f"images_mask{frame}": int(arrays[f"has_mask{frame}"].sum()), f"fgbg_acc{frame}": float(pixel_accuracy(sil)),
-                    f"fgbg_f1{frame}": _mean(f1_scores(sil)), f"images_parts{frame}": int(arrays[f"has_parts{frame}"].sum()),
-                    f"parts_acc{frame}": float(pixel_accuracy(pc)), f"parts_f1{frame}": _mean(f1_scores(pc))})
-    e = col("mpjpe_mm")
-    out.update(images_3d=int(torch.isfinite(e).sum()), mpjpe_mm=_mean(e), pa_mpjpe_mm=_mean(col("pa_mpjpe_mm")))
-    v = arrays["violations"].double()
-    out.update(violations=_mean(v), poses_violating=_mean((v > 0).double()), violation_deg=_mean(col("violation_deg")))
-    for k in ("swing", "twist", "unseen"):
-        out.update({f"{k}_violations": _mean(col(f"{k}_violations")), f"{k}_excess_deg": _mean(col(f"{k}_excess_deg"))})
-    out["natural_dist_deg"] = _mean(col("natural_dist_deg"))
+             ) -> dict: # name -> number, in registry order
+    "The dataset-level numbers from the per-image ones: each registered metric's summary (`Metric.summary`)."
+    z, out = Summarizing(rows, arrays, paper_batch, size), {}
+    for name, m in metric_registry().items():
+        if m.summary is None or (m.summary == "mean" and rows and name not in rows[0]): continue
+        out[name] = (SUMMARIES[m.summary] if isinstance(m.summary, str) else m.summary)(z, m)
     return out
 
-METRIC_PROTOCOLS = {  # summary key -> how it is measured: what every table built from a summary should say
-    "KPR_paper": "the authors' validation KPR: x60 mean abs error per coordinate, pooled per group of paper_batch images",
-    "MR_paper": "the authors' validation MR: sum over a group of S_b/(V+3), pixel corners (their convention)",
-    "KPR_paper_px": "KPR_paper as crop pixels (x112/60)", "kpr": "KPR of each image alone, mean over images",
-    "kp_l2_px": "mean Euclidean error of the visible joints, crop pixels",
-    "mr_px": "S_b/(|G_b|+V) per image, pixel centres (ours)", "mr_paper_image": "S_b/(V+3) per image, pixel corners (authors')",
-    "mr_to_mask_px": "mean vertex-to-silhouette distance, pixel centres", "mr_to_mesh_px": "mean silhouette-pixel-to-vertex L1 distance, pixel centres",
-    "violations": "joint-limit violations per pose (poses.joint_limit_violation)",
-    "pck@0.2": "standard LSP PCK: all 14 joints of every image (LSPe: its visible ones, it has no coordinates for the rest), 0.2 x GT torso",
-    "pck_vis@0.2": "PCK, visible joints only, 0.2 x GT torso (not the standard protocol)",
-    "pck_crop@0.05": "PCK, visible joints, 0.05 x crop side (ours)", "pck_crop@0.1": "PCK, visible joints, 0.1 x crop side (ours)",
-    **{f"{k}": f"image frame (SPIN/UP): render pasted back into the photo, every photo pixel counted" for k in
-       ("fgbg_acc", "fgbg_f1", "parts_acc", "parts_f1")},
-    **{f"{k}_crop": f"crop frame (ours): render vs the loader's label crop; padding = background (parts: ignored)" for k in
-       ("fgbg_acc", "fgbg_f1", "parts_acc", "parts_f1")},
-    "violations": "joints per pose outside the joint limits by more than 1 degree (poses.joint_limit_violation)",
-    "swing_violations": "seen joints (moving an LSP keypoint) outside their swing limits, per pose",
-    "twist_violations": "seen joints outside their twist limits, per pose",
-    "unseen_violations": "ankles, feet, wrists, hands (no LSP keypoint sees them) outside their limits, per pose",
-    "natural_dist_deg": "mean per-joint geodesic angle to the nearest of 2,000 natural poses (natural_poses.natural_reference)",
-    "mpjpe_mm": "LSP-14 joints, pelvis (hip midpoint) centred", "pa_mpjpe_mm": "LSP-14 joints after similarity Procrustes"}
+def protocol_markdown(keys=None) -> str: # a Markdown table of the metrics: key, column, units, needs, protocol
+    "The registry as a table: what each evaluation number is and how it is measured."
+    reg = metric_registry()
+    keys = [k for k, m in reg.items() if m.summary is not None] if keys is None else list(keys)
+    return "\n".join(["| key | column | needs | protocol |", "|---|---|---|---|"]
+                     + [f"| {k} | {reg[k].column} | {', '.join(reg[k].needs) or '–'} | {reg[k].protocol} |" for k in keys])
 
 # %% ../nbs/10_evaluate.ipynb #2bf4b03f
 @dataclass
 class EvalResult:
     "The outcome of `evaluate`: per-image rows, per-image arrays, the summary and the settings."
-    rows: list # one dict per image (source, number, kpr, kpr_px, mr_px, mr_paper_image, pck…, fgbg_acc, mpjpe_mm, violations, …)
+    rows: list # one dict per image: index, source, number, flipped, then each metric's value (`metric_registry`)
     arrays: dict # name -> (N,...) tensor: theta, keypoints, gt_keypoints, mr_paper, sil_conf, part_conf, has_mask, …
     summary: dict # name -> number (see `summarize`)
     config: dict = field(default_factory=dict) # stage, paper_batch, size, body, pixel_centers, device, truth sources
@@ -572,17 +746,17 @@ class EvalResult:
 
     def to_markdown(self, keys=None, # summary entries to show (default all)
                     digits: int = 3) -> str:
-        "The summary as a Markdown table, with how each number is measured (`METRIC_PROTOCOLS`)."
-        keys = list(self.summary) if keys is None else list(keys)
+        "The summary as a Markdown table, with how each number is measured (each metric's protocol)."
+        keys, reg = list(self.summary) if keys is None else list(keys), metric_registry()
         fmt = lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v)
         return "\n".join(["| metric | value | protocol |", "|---|---|---|"]
-                         + [f"| {k} | {fmt(self.summary[k])} | {METRIC_PROTOCOLS.get(k, '')} |" for k in keys])
+                         + [f"| {k} | {fmt(self.summary[k])} | {reg[k].protocol if k in reg else ''} |" for k in keys])
 
 # %% ../nbs/10_evaluate.ipynb #c6c66e8b
 _BATCH_KEYS = ("image", "keypoints", "mask", "meta")
 
 def _resolve_truth(truth, loader) -> dict:
-    "source -> truth dict, from the `truth` argument (see `evaluate`)."
+    "source -> truth dict, from the `truth` argument (see `evaluate`): the fallback for batches without their own joints3d."
     if truth is False: return {}
     if truth is None:
         ds = getattr(loader, "dataset", None)
@@ -623,19 +797,7 @@ def _stage_theta(out, stage: int, B: int, i: int) -> Tensor:
                          f"{tuple(getattr(th, 'shape', ()))}; expected ({B},{THETA_DIM}) = [s, tx, ty | pose 72 | β 10]")
     return th
 
-def evaluate(model, # images (B,3,S,S) -> list of Θ (B,85) per IEF stage (e.g. `HybridPoseNet`), or an object with `predict_batch(batch)`
-             body: BodyModel, # the body layer that decodes Θ (`body.load_body_model`)
-             loader, # yields `PoseDataset` batches (`data.make_loader(ds, shuffle=False)`)
-             device="auto", # see `body.resolve_device`; the model (if a Module) and the body are moved there
-             stage: int = -1, # which IEF stage to score (-1: the last, the paper's)
-             truth=None, # 3D truth: None = DATA_ROOT/synthetic/truth.npz of a synthetic dataset if present; False = none; a path or dict (synthetic), or {source: path}
-             paper_batch: int = 8, # images per group for KPR_paper / MR_paper (the authors' batch size)
-             progress: bool = True, # a tqdm bar
-             max_batches: int|None = None, # stop after this many loader batches
-             pixel_centers: bool = True, # pixel convention of `mr_px` & co. (`losses.mesh_reprojection_terms`); MR_paper always uses the authors'
-             photo_labels=None, # index -> dict(mask, parts) of the whole photo, for the image-frame segmentation scores; None: the loader's `dataset.read`; False: crop frame only
-            ) -> EvalResult:
-    "Evaluate a model over a loader: the paper's KPR/MR, clean per-image errors, PCK, FG/BG and part F1, MPJPE, plausibility."
+def _check_arguments(model, body, stage, paper_batch, max_batches):
     if not isinstance(paper_batch, int) or isinstance(paper_batch, bool) or paper_batch < 1:
         raise ValueError(f"evaluate: paper_batch must be a positive int (the authors used 8); got {paper_batch!r}")
     if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
@@ -643,12 +805,28 @@ def evaluate(model, # images (B,3,S,S) -> list of Θ (B,85) per IEF stage (e.g. 
     if not isinstance(stage, int): raise TypeError(f"evaluate: stage must be an int (-1: the last IEF stage); got {stage!r}")
     if not isinstance(body, BodyModel):
         raise TypeError(f"evaluate: `body` must be a hybrid_pose.body.BodyModel (`load_body_model('open')`); got {type(body).__name__}")
-    predict_batch = getattr(model, "predict_batch", None)
-    if predict_batch is None and not callable(model):
+    if getattr(model, "predict_batch", None) is None and not callable(model):
         raise TypeError(f"evaluate: `model` must map images to a list of Θ (a callable such as HybridPoseNet) or have "
                         f"`predict_batch(batch)`; got {type(model).__name__}")
+
+# %% ../nbs/10_evaluate.ipynb #df1c2192
+def evaluate(model, # images (B,3,S,S) -> list of Θ (B,85) per IEF stage (e.g. `HybridPoseNet`), or an object with `predict_batch(batch)`
+             body: BodyModel, # the body layer that decodes Θ (`body.load_body_model`)
+             loader, # yields `PoseDataset` batches (`data.make_loader(ds, shuffle=False)`)
+             device="auto", # see `body.resolve_device`; the model (if a Module) and the body are moved there
+             stage: int = -1, # which IEF stage to score (-1: the last, the paper's)
+             truth=None, # 3D truth for batches without their own "joints3d": None = DATA_ROOT/synthetic/truth.npz of a synthetic dataset if present; False = none at all (the batches' too); a path or dict (synthetic), or {source: path}
+             paper_batch: int = 8, # images per group for KPR_paper / MR_paper (the authors' batch size)
+             progress: bool = True, # a tqdm bar
+             max_batches: int|None = None, # stop after this many loader batches
+             pixel_centers: bool = True, # pixel convention of `mr_px` & co. (`losses.mesh_reprojection_terms`); MR_paper always uses the authors'
+             photo_labels=None, # index -> dict(mask, parts) of the whole photo, for the image-frame segmentation scores; None: the loader's `dataset.read`; False: crop frame only
+            ) -> EvalResult:
+    "Evaluate a model over a loader: the paper's KPR/MR, clean per-image errors, PCK, FG/BG and part F1, MPJPE, plausibility."
+    _check_arguments(model, body, stage, paper_batch, max_batches)
+    predict_batch = getattr(model, "predict_batch", None)
     dev = resolve_device(device)
-    truth = _resolve_truth(truth, loader)
+    no_truth, truth = truth is False, _resolve_truth(truth, loader)
     read = getattr(getattr(loader, "dataset", None), "read", None) if photo_labels is None else photo_labels or None
     if read is None and photo_labels is not False:
         warnings.warn("evaluate: the loader has no `dataset.read` to give the whole photos' labels, so the image-frame "
@@ -669,6 +847,7 @@ def evaluate(model, # images (B,3,S,S) -> list of Θ (B,85) per IEF stage (e.g. 
                 if batch is None:
                     skipped += 1; continue
                 _check_batch(batch, i)
+                if no_truth: batch = {k: v for k, v in batch.items() if k != "joints3d"}   # truth=False: no 3D metrics
                 images = batch["image"].to(dev)
                 out = predict_batch(batch) if predict_batch is not None else model(images)
                 theta = _stage_theta(out, stage, images.shape[0], i).to(dev)
@@ -707,40 +886,3 @@ def confusion_image(pred: Tensor, # (H,W) bool predicted silhouette
     col = np.zeros((*p.shape, 3)); col[p & g] = (0.1, 0.75, 0.2); col[p & ~g] = (0.9, 0.1, 0.1); col[~p & g] = (0.1, 0.3, 0.95)
     a = np.where((p | g)[..., None], alpha, 0.0)
     return base * (1 - a) + col * a
-
-# %% ../nbs/10_evaluate.ipynb #b319b484
-def evaluate_command(a) -> int:
-    "`hybrid-pose evaluate` (arguments: checkpoint_pos/checkpoint, data_root, dataset, split, out, device, batch_size, workers, body_model, no_baselines, no_progress)."
-    from hybrid_pose.checkpoint import Checkpoint
-    from hybrid_pose.cli import EXIT_OK, UsageError
-    from hybrid_pose.data import PoseDataset, make_loader
-    if a.batch_size < 1 or a.workers < 0: raise UsageError(f"--batch-size must be >= 1 and --workers >= 0; got {a.batch_size}, {a.workers}")
-    path = a.checkpoint or a.checkpoint_pos
-    if not path: raise UsageError("which checkpoint? pass a run folder or its checkpoint.pt (e.g. `hybrid-pose evaluate runs/quick`)")
-    ck = Checkpoint.load(path)
-    device = resolve_device(a.device)
-    net = ck.network().to(device).eval()
-    body = ck.body_model(a.body_model, a.data_root, device)
-    root, dataset = Path(a.data_root or ck.data_root), a.dataset or ck.val_dataset
-    # every annotated image (silhouette numbers only where a mask exists); LSPe's held-out tail as the run had it
-    ds = PoseDataset(root, dataset=dataset, split=a.split, augment=False, size=ck.image_size, require_mask=False,
-                     lspet_val=int(ck.config.get("lspet_val", 0)))
-    if len(ds) == 0:
-        raise UsageError(f"no {dataset}/{a.split} samples under {root}; check --data-root, or make synthetic data "
-                         f"with `hybrid-pose synth --out {root / 'synthetic'}` (see data_scripts/ for LSP/LSPe/UP)")
-    print(f"evaluating {ck.path} ({ck.trained_on}) on {dataset}/{a.split} under {root}: {len(ds)} images", file=sys.stderr)
-    loader = lambda: make_loader(ds, batch_size=a.batch_size, shuffle=False, num_workers=a.workers)
-    res = evaluate(net, body, loader(), device=device, progress=not a.no_progress)
-    print(res.to_markdown())
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        res.to_csv(a.out); print(f"wrote {a.out}")
-    if not a.no_baselines:                                   # no 3D number read alone: the trivial predictors on the same images
-        from hybrid_pose.experiments import run_baselines, comparison_markdown, BASELINE_LABELS
-        base = run_baselines(body, loader(), ck.config, root, device)
-        print("\nThe run beside trivial baselines on the same images (their camera is fitted to the true 2D keypoints, an "
-              "oracle the network does not have):\n")
-        print(comparison_markdown({"this run": res} | {BASELINE_LABELS.get(k, k): r for k, r in base.items()}))
-        if a.out:                                            # per-image rows of each baseline beside the run's
-            for k, r in base.items(): print(f"wrote {r.to_csv(Path(a.out).with_name(f'{Path(a.out).stem}_baseline_{k}.csv'))}")
-    return EXIT_OK

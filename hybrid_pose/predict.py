@@ -14,14 +14,13 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch import Tensor
 
 from . import __version__
-from .body import BodyModel, LSP_JOINT_NAMES, load_body_model, resolve_device
+from .base import EXIT_OK, EXIT_USAGE, UsageError, atomic_write, check_writable
+from .body import BodyModel, LSP_JOINT_NAMES
 from .camera import crop_pixels_to_image, crop_to_pixels
 from .data import CROP_SIZE, crop_image, normalize_image
 from .model import HybridPoseNet, decode
-from .checkpoint import Checkpoint, CheckpointError, save_network
+from .checkpoint import Checkpoint, CheckpointError, save_network, usable_body_model, usable_device
 from .render import overlay as blend, rasterize, shade
-from .viz import atomic_write
-from .cli import EXIT_OK, EXIT_USAGE, UsageError
 
 # %% auto #0
 __all__ = ['IMAGE_HELP', 'IMAGE_SUFFIXES', 'BBOX_SCALE', 'MAX_BBOX_COORD', 'MAX_CROP_RATIO', 'UNTRAINED_WARNING',
@@ -129,11 +128,13 @@ def image_files(paths, # image files and/or folders of images (a single path too
 
 def check_out_dir(out, # the output folder: an existing folder, or a path where one can be created
                  ) -> Path:
-    "The output folder as a Path; a `PredictError` if it names an existing file."
+    "The output folder as a Path; a `PredictError` if it names an existing file or cannot be written (checked by writing)."
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise PredictError(f"output folder {p} is an existing file, not a folder; choose a writable folder with --out "
                            "(out_dir=): an existing folder, or a new path (it is created)")
+    try: check_writable(p, "output folder (--out / out_dir=)")
+    except UsageError as e: raise PredictError(str(e)) from None
     return p
 
 def check_batch_size(n, # images through the network at once
@@ -218,19 +219,18 @@ def network_from_checkpoint(ck: Checkpoint) -> HybridPoseNet:
     except CheckpointError as e: raise PredictError(str(e)) from None
 
 def _device(device) -> torch.device:
-    try: d = resolve_device(device)
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise PredictError(f"device {device!r} is not a device ({_first_line(e, 120)}); use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise PredictError(f"device {device!r}: CUDA is not available on this machine; use 'cpu' or 'auto'")
-    return d
+    "`checkpoint.usable_device` (the one device check of the project), its error as a `PredictError`."
+    try: return usable_device(device, "device")
+    except UsageError as e: raise PredictError(str(e)) from None
 
 def _body(body_model, ck: Checkpoint|None, data_root, device) -> BodyModel:
     "The body model asked for, else the one the checkpoint was trained with (the open model without a checkpoint)."
-    if ck is None:
-        return body_model.to(device) if isinstance(body_model, BodyModel) else \
-               load_body_model(str(body_model or "open"), data_root=data_root, device=device)
-    return ck.body_model(body_model, data_root, device)
+    try:
+        if ck is not None: return ck.body_model(body_model, data_root, device)
+        if isinstance(body_model, BodyModel): return body_model.to(device)
+        return usable_body_model(body_model or "open", data_root, device)     # a misspelt name: the same line as `train`'s
+    except UsageError as e: raise PredictError(str(e)) from None
+
 
 # %% ../nbs/11_predict.ipynb #c8e811ab
 UNTRAINED_NOTE = "untrained: mean pose Θ₀ (no checkpoint)"

@@ -17,18 +17,17 @@ from scipy.spatial.transform import Rotation
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .base import EXIT_OK, UsageError, atomic_write, check_writable
 from .body import BodyModel, load_body_model
 from .camera import project
 from .natural_poses import make_pose_sampler
 from .render import rasterize, shade, part_segmentation, body_part_labels
-from .viz import atomic_write
-from .cli import EXIT_OK, UsageError, main as cli_main
 
 # %% auto #0
 __all__ = ['TRUTH_KEYS', 'SyntheticConfig', 'image_rng', 'sample_root', 'pose_sampler_for', 'sample_parameters', 'frame_person',
            'to_image', 'joint_visibility', 'background', 'SyntheticPerson', 'screen_window', 'render_person',
            'make_person', 'visibility_of', 'npz_bytes', 'mat_bytes', 'synthetic_paths', 'write_person', 'is_complete',
-           'assemble', 'generate_synthetic', 'synth_command', 'main']
+           'assemble', 'generate_synthetic', 'synth_command']
 
 # %% ../nbs/07_synthetic.ipynb #048e01f9
 @dataclass
@@ -332,14 +331,13 @@ def generate_synthetic(out="data/synthetic", # data_root/synthetic
 
 # %% ../nbs/07_synthetic.ipynb #3687cbd3
 def synth_command(a) -> int:
-    "`hybrid-pose synth` (arguments: n, out, seed, start, overwrite, no_progress)."
+    "`hybrid-pose synth` (arguments: n, out, seed, start, overwrite, no_progress); `--n 0` only rebuilds joints.mat and truth.npz."
     if a.n < 0 or a.start < 1: raise UsageError(f"--n must be >= 0 and --start >= 1; got --n {a.n} --start {a.start}")
+    check_writable(a.out, "--out")                                       # before any image is made
     r = generate_synthetic(a.out, a.n, a.seed, a.start, progress=not a.no_progress, overwrite=a.overwrite)
     print(f"made {r['made']}, skipped {r['skipped']} (already complete); {Path(a.out) / 'joints.mat'} holds {r['total']} images")
     return EXIT_OK
 
-def main(argv=None) -> int:
-    "`python -m hybrid_pose.synthetic ARGS` is `hybrid-pose synth ARGS`: one parser, in `hybrid_pose.cli`."
-    return cli_main(["synth", *(sys.argv[1:] if argv is None else argv)])
-
-if __name__ == "__main__" and "__file__" in globals(): sys.exit(main())  # `python -m`, not a notebook kernel
+if __name__ == "__main__" and "__file__" in globals():   # `python -m hybrid_pose.synthetic ARGS` is `hybrid-pose synth ARGS`
+    from hybrid_pose.cli import main as _main               # the one parser; imported only when run as a script
+    sys.exit(_main(["synth", *sys.argv[1:]]))

@@ -122,7 +122,7 @@ def test_python_m_entry_points_share_the_parser(workdir):
     assert res.returncode == 0 and "finished 4 steps" in res.stdout, res.stderr[-3000:]
     res = sh(sys.executable, "-m", "hybrid_pose.train", *small_run(workdir, "pym", "prior=none", "max_steps=6")[1:], "--fresh", cwd=workdir)
     assert res.returncode == 0 and "finished 6 steps" in res.stdout, res.stderr[-3000:]
-    one_line_error(sh(sys.executable, "-m", "hybrid_pose.train", "--set", "losses=all", "max_steps=1"), "losses must be one of")
+    one_line_error(sh(sys.executable, "-m", "hybrid_pose.train", "--set", "losses=all", "max_steps=1"), "losses", "'all'")
     one_line_error(sh(sys.executable, "-m", "hybrid_pose.synthetic", "--n", 2, "--out", workdir / "s", "--start", 0), "--start")
 
 
@@ -133,3 +133,56 @@ def test_torchrun_trains_through_the_same_command(workdir):
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("hybrid-pose train: finished 2 steps") == 1, res.stdout
     assert (workdir / "ddp/checkpoint.pt").is_file()
+
+
+@pytest.fixture(scope="module")
+def weights(workdir):
+    "A weights file for the synthetic data of `workdir` (an untrained network, 64 px): what evaluate and predict read."
+    from hybrid_pose.checkpoint import save_network
+    from hybrid_pose.predict import untrained_network
+    return save_network(untrained_network(), workdir / "w" / "weights.pt", body="open",
+                        config=dict(img_size=64, dataset="synthetic", data_root=str(workdir / "data")))
+
+
+def test_unusable_outputs_devices_and_body_models_are_one_line_before_any_work(workdir, weights):
+    "What a new user tries: outputs that cannot be written, a misspelt --body-model, a device this machine lacks."
+    import torch
+    (workdir / "a_file").write_text("x")
+    bad = workdir / "a_file" / "sub"                                     # cannot be made: its parent is a file
+    img = workdir / "data/synthetic/images/im0001.jpg"
+    one_line_error(sh(SCRIPT, "synth", "--n", 1, "--out", bad, "--no-progress"), "--out", str(bad))
+    one_line_error(sh(SCRIPT, "export", weights.parent, "--out", bad / "w.pt"), "--out")
+    res = sh(SCRIPT, "evaluate", weights, "--out", bad / "t.csv", "--workers", 0, "--no-progress")
+    one_line_error(res, "--out"); assert res.stdout == ""                # refused before anything was computed
+    one_line_error(sh(SCRIPT, "evaluate", weights, "--out", workdir, "--no-progress"), "is a folder")
+    one_line_error(sh(SCRIPT, "predict", img, "--checkpoint", weights, "--out", bad), "output folder")
+    for cmd in (["predict", img, "--checkpoint", weights, "--out", workdir / "p"], ["evaluate", weights, "--no-progress"]):
+        one_line_error(sh(SCRIPT, *cmd, "--body-model", "opne"), "'opne'", "'open', 'smpl', 'auto'")   # train's message
+        one_line_error(sh(SCRIPT, *cmd, "--device", "gpu"), "'gpu' is not a device")
+        if not torch.cuda.is_available():
+            one_line_error(sh(SCRIPT, *cmd, "--device", "cuda"), "CUDA is not available")
+    assert not (workdir / "p").exists()
+
+
+def test_export_in_place_into_an_unwritable_run_is_one_line(workdir, weights, tmp_path):
+    "`export RUN` writes RUN/weights.pt: a run folder that cannot take it is one line, and nothing is read first."
+    import shutil
+    run = tmp_path / "run"; run.mkdir()
+    shutil.copy(weights, run / "checkpoint.pt")
+    (run / "weights.pt").mkdir()                                          # in the way: not a file that can be replaced
+    one_line_error(sh(SCRIPT, "export", run), "run folder", "is a folder")
+    if os.geteuid() != 0:                                                 # permissions mean nothing to root
+        os.chmod(run, 0o500)
+        try: one_line_error(sh(SCRIPT, "export", run / "checkpoint.pt"), "run folder", "--out")
+        finally: os.chmod(run, 0o700)
+
+
+def test_cli_imports_only_the_bottom_layer():
+    "The command line sits on top: importing it loads hybrid_pose.base and nothing else of the package; no module imports it."
+    res = sh(sys.executable, "-c", "import sys, hybrid_pose.cli; print(sorted(m for m in sys.modules if m.startswith('hybrid_pose.')))")
+    assert res.returncode == 0 and res.stdout.strip() == "['hybrid_pose.base', 'hybrid_pose.cli']", (res.stdout, res.stderr)
+    import re
+    for name in ("evaluate", "predict", "checkpoint", "synthetic", "datacheck"):   # (train and viz: their owners)
+        p = ROOT / "hybrid_pose" / f"{name}.py"
+        body = p.read_text().split('if __name__ == "__main__"')[0]        # a script entry point may hand over to the parser
+        assert not re.search(r"(from \.cli|from hybrid_pose\.cli|import hybrid_pose\.cli|from \. import cli)", body), p.name

@@ -14,8 +14,9 @@ from hybrid_pose.body import example_poses, load_body_model
 from hybrid_pose.data import PoseDataset, crop_labels, make_loader
 from hybrid_pose.fixtures import write_fake_layout
 from hybrid_pose.evaluate import (EvalResult, TruthModel, confusion_matrix, crop_on_photo, evaluate, paste_to_image, f1_scores, flip_joints3d,
-                                  load_truth, mpjpe, pa_mpjpe, part_confusion, pixel_accuracy, procrustes_align,
+                                  load_truth, metric_registry, mpjpe, pa_mpjpe, part_confusion, pixel_accuracy, procrustes_align,
                                   score_batch, silhouette_confusion, similarity_transform, theta_from_truth)
+from hybrid_pose import losses
 from hybrid_pose.losses import keypoint_reprojection_loss, mesh_reprojection_loss
 from hybrid_pose.model import decode, mean_theta
 from hybrid_pose.synthetic import generate_synthetic
@@ -282,7 +283,7 @@ def test_outputs(body, ds, tmp_path):
     with open(p) as f: lines = list(csv.DictReader(f))
     assert len(lines) == 8 and float(lines[5]["mpjpe_mm"]) == pytest.approx(r.rows[5]["mpjpe_mm"])
     md = r.to_markdown(["KPR_paper", "images"])
-    assert md.splitlines()[2].startswith("| KPR_paper | ") and md.splitlines()[3] == "| images | 8 |  |"
+    assert md.splitlines()[2].startswith("| KPR_paper | ") and md.splitlines()[3] == "| images | 8 | images scored |"   # every key has its protocol (the registry)
     assert "image frame" in r.to_markdown(["fgbg_f1"]) and "crop frame" in r.to_markdown(["fgbg_f1_crop"])
     assert r.column("kpr").shape == (8,) and set(r.parts_f1_per_class) >= {"background", "head"}
     with pytest.raises(KeyError, match="no column"):
@@ -296,3 +297,77 @@ def test_cuda_matches_cpu(body, ds, root):
     rc = evaluate(model, load_body_model("open"), loader(ds, 8), device="cuda", progress=False)
     r = evaluate(model, body, loader(ds, 8), device="cpu", progress=False)
     numeric_rows_close(rc.rows, r.rows)
+
+
+# ---------------------------------------------------------------- the metric registry reproduces the numbers it replaced
+
+SUMMARY_BEFORE_REGISTRY = {  # `evaluate` on the 8 synthetic people of `root`, NoisyTruth, loader batch 3, paper_batch 4,
+    'images': 8,
+    'paper_batch': 4,
+    'paper_groups': 2,
+    'KPR_paper': 2.8592262268066406,
+    'KPR_paper_px': 5.337222290039063,
+    'MR_paper': 11.571348190307617,
+    'kpr': 2.7889938205480576,
+    'kpr_px': 5.206121891736984,
+    'kp_l2_px': 8.05183345079422,
+    'pck@0.2': 0.6517857142857143,
+    'pck_vis@0.2': 0.23076923076923078,
+    'pck_crop@0.05': 0.8210526315789474,
+    'pck_crop@0.1': 1.0,
+    'mr_px': 2.2329209744930267,
+    'mr_to_mask_px': 2.3702896162867546,
+    'mr_to_mesh_px': 1.7113266214728355,
+    'mr_paper_image': 2.8928370624780655,
+    'images_mask': 8,
+    'fgbg_acc': 0.9849466516887183,
+    'fgbg_f1': 0.8505946250529933,
+    'images_parts': 8,
+    'parts_acc': 0.9806360979326519,
+    'parts_f1': 0.5442954565882435,
+    'images_mask_crop': 8,
+    'fgbg_acc_crop': 0.9552325813137755,
+    'fgbg_f1_crop': 0.8407891484483108,
+    'images_parts_crop': 8,
+    'parts_acc_crop': 0.9426045320471939,
+    'parts_f1_crop': 0.5415369236297163,
+    'images_3d': 8,
+    'mpjpe_mm': 49.02479733263242,
+    'pa_mpjpe_mm': 31.667020479743893,
+    'violations': 0.125,
+    'poses_violating': 0.125,
+    'violation_deg': 0.13040880858898163,
+    'swing_violations': 0.125,
+    'swing_excess_deg': 0.13040880858898163,
+    'twist_violations': 0.0,
+    'twist_excess_deg': 0.0,
+    'unseen_violations': 0.0,
+    'unseen_excess_deg': 0.0,
+    'natural_dist_deg': 7.552804529666901}                        # captured with the code before the metric registry (commit 37c05f3)
+
+
+def test_registry_reproduces_the_summary_it_replaced(body, ds, root):
+    "Same keys in the same order, same values (to float64 round-off), whatever the registry adds (the loss-term columns)."
+    res = evaluate(NoisyTruth(root / "synthetic/truth.npz"), body, loader(ds, 3), device="cpu", progress=False, paper_batch=4)
+    s = res.summary
+    assert [k for k in s if k in SUMMARY_BEFORE_REGISTRY] == list(SUMMARY_BEFORE_REGISTRY)
+    for k, v in SUMMARY_BEFORE_REGISTRY.items():
+        assert type(s[k]) is type(v) and math.isclose(s[k], v, rel_tol=1e-9, abs_tol=1e-12), (k, s[k], v)
+    reported = {m.term: k for k, m in metric_registry().items() if m.term}    # kpr -> kpr, mr -> mr_px, j3d -> j3d, ...
+    for t in losses.TERMS:                                               # every registered loss term is scored per image
+        assert t in reported and reported[t] in s and reported[t] in res.rows[0], t
+    assert math.isclose(s["j3d"], 60 * s["mpjpe_mm"] / 1000, rel_tol=1e-5)   # the 3D term is w_3d x MPJPE (metres)
+
+
+def test_batch_joints3d_come_from_the_batch(body, ds, root):
+    "A batch carrying its own `joints3d` is scored against them; the truth file is only the fallback."
+    b = next(iter(loader(ds, 4)))
+    assert "joints3d" in b
+    th = theta_from_truth(load_truth(root / "synthetic/truth.npz"), b["meta"])
+    own = score_batch(th, b, body).rows                                      # no truth file given
+    assert all(r["mpjpe_mm"] < 1e-2 for r in own)
+    moved = dict(b, joints3d=b["joints3d"] + 0.1 * torch.arange(14.)[:, None])  # a different truth in the batch wins
+    assert all(r["mpjpe_mm"] > 10 for r in score_batch(th, moved, body, {"synthetic": load_truth(root / "synthetic/truth.npz")}).rows)
+    nob = {k: v for k, v in b.items() if k != "joints3d"}
+    assert all(math.isnan(r["mpjpe_mm"]) for r in score_batch(th, nob, body).rows)
+    assert all(r["mpjpe_mm"] < 1e-2 for r in score_batch(th, nob, body, {"synthetic": load_truth(root / "synthetic/truth.npz")}).rows)
