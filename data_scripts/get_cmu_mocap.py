@@ -19,7 +19,8 @@ pinned tree lists; a mismatch deletes the file and exits 1. Resumable: finished 
 an interrupted download resumes from its .part file, and each take's fit is cached, so a rerun does only what is left.
 
 Selection: --subjects (e.g. "1-10,86") and --max-files (takes, in subject and file order). The default (subjects 1-10,
-at most 40 takes: about 120 MB) downloads and retargets in minutes on a laptop CPU.
+at most 40 takes: roughly 100-200 MB) downloads in minutes and retargets in about 10 minutes on one CPU core. Each
+take's first frame (the conversion's reference pose, not capture) is skipped.
 
 Output, in data/cmu_mocap/: bvh/<subject>/<take>.bvh; fits/<take>.npz (one per take); cmu_train.npz and
 cmu_heldout.npz, pose files that hybrid_pose.poses.read_pose_npz reads (subjects whose number ends in 0 are held out,
@@ -163,7 +164,7 @@ def retarget_all(files: list, out: Path, fps: float, steps: int, say) -> int:
             with np.load(cache, allow_pickle=False) as z:
                 r = Retargeted(*(torch.from_numpy(z[k]) for k in ("pose", "betas", "scale", "error", "angle"))); kept = z["kept"]
         else:
-            try: r, kept = retarget_bvh(f, body, target_fps=fps, steps=steps)
+            try: r, kept = retarget_bvh(f, body, target_fps=fps, steps=steps, first_frame=1)  # frame 0: the conversion's reference pose
             except BVHError as e: print(f"get_cmu_mocap.py: skipped {e}", file=sys.stderr); continue
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cache, pose=r.pose.numpy(), betas=r.betas.numpy(), scale=r.scale.numpy(), error=r.error.numpy(),

@@ -403,15 +403,18 @@ def select_frames(positions: np.ndarray, # (T,J,3) joint positions of a take, an
 def retarget_bvh(path, # a .bvh take (or a parsed `BVH`)
                  body: BodyModel, # the body to pose
                  corr: str = "cmu", # a `CORRESPONDENCES` name
-                 target_fps: float = 12.0, min_change: float = 0.02, **fit) -> tuple[Retargeted, np.ndarray]: # the fit and the kept frames
+                 target_fps: float = 12.0, min_change: float = 0.02,
+                 first_frame: int = 0, # frames before this are not capture (CMU's BVH conversion starts with a reference pose: 1)
+                 **fit) -> tuple[Retargeted, np.ndarray]: # the fit and the kept frames (indices into the file's frames)
     "Read a take, keep distinct frames at about `target_fps`, and fit the body to them (one β per take if `fit_betas`)."
     bvh = path if isinstance(path, BVH) else read_bvh(path)
     c = CORRESPONDENCES[corr]
     Wc = c.capture_matrix(bvh.skeleton.names)
-    pos, _ = forward_kinematics(bvh)
+    pos, _ = forward_kinematics(bvh, slice(first_frame, None))
     keep = select_frames(pos, bvh.fps, target_fps, min_change)
+    pos, keep = pos[keep], keep + first_frame
     if not len(keep): raise BVHError(f"{bvh.source}:1: the take has no frames")
-    return retarget(body, torch.as_tensor(np.einsum("kj,tjc->tkc", Wc, pos[keep])), c, **fit), keep
+    return retarget(body, torch.as_tensor(np.einsum("kj,tjc->tkc", Wc, pos)), c, **fit), keep
 
 def save_retargeted(out, # the .npz pose file to write (read by `poses.read_pose_npz`)
                     fits: list, # [(source name, Retargeted, kept frame indices)]
