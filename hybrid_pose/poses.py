@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from smplx.lbs import batch_rodrigues
 from .body import BodyModel, BodyOutput, SMPL_JOINT_NAMES, SMPL_TO_LSP
 from .smpl_file import RestrictedUnpickler
+from .base import UsageError
 
 log = logging.getLogger("hybrid_pose")
 
@@ -267,8 +268,8 @@ def choose_frame(poses: np.ndarray, # (N,≥3) axis-angle as stored in the file
                 ) -> tuple[str, dict]: # the frame, and frame -> median root tilt (deg) when read that way
     "Which world a pose file is in: the reading in which the bodies stand upright."
     names = [*WORLD_FRAMES, "auto"]
-    if frame not in names: raise ValueError(f"frame must be one of {names}, not {frame!r}")
-    if fallback not in WORLD_FRAMES: raise ValueError(f"fallback must be one of {list(WORLD_FRAMES)}, not {fallback!r}")
+    if frame not in names: raise UsageError(f"frame must be one of {names}, not {frame!r}")
+    if fallback not in WORLD_FRAMES: raise UsageError(f"fallback must be one of {list(WORLD_FRAMES)}, not {fallback!r}")
     ok = np.isfinite(np.asarray(poses, np.float64)[:, :3]).all(1) if len(poses) else np.zeros(0, bool)
     tilt = {k: float(np.median(root_tilt_deg(f(np.asarray(poses)[ok])))) for k, f in WORLD_FRAMES.items()} if ok.any() else {}
     if frame != "auto": return frame, tilt
@@ -538,7 +539,7 @@ def joint_limits(dtype=torch.float32, device=None,
                  table: str = "authored", # a `JOINT_LIMIT_TABLES` name
                 ) -> tuple[Tensor, Tensor, Tensor]:
     "The limits as tensors for SMPL joints 1..23: lo (23,3), hi (23,3) in radians, twist axis index (23,)."
-    if table not in JOINT_LIMIT_TABLES: raise ValueError(f"table must be one of {list(JOINT_LIMIT_TABLES)}, not {table!r}")
+    if table not in JOINT_LIMIT_TABLES: raise UsageError(f"table must be one of {list(JOINT_LIMIT_TABLES)}, not {table!r}")
     rows = [JOINT_LIMIT_TABLES[table][n] for n in SMPL_JOINT_NAMES[1:]]
     lo = torch.tensor(np.deg2rad([r[1] for r in rows]), dtype=dtype, device=device)
     hi = torch.tensor(np.deg2rad([r[2] for r in rows]), dtype=dtype, device=device)
