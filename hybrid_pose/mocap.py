@@ -338,6 +338,7 @@ def retarget(body: BodyModel, # the body to pose (open or SMPL; float64 recommen
              limit_weight: float = 0.1, # squared excess beyond the joint limits (radians²): settles unseen twists
              limits: str = "calibrated", # which `poses.JOINT_LIMIT_TABLES` table the penalty uses
              prior_weight: float = 1e-5, # |θ|² of the body joints: leaves what nothing observes at rest
+             betas_weight: float = 1e-5, # |β|² per frame when `fit_betas` (joints up to scale say little about β)
             ) -> Retargeted:
     "Fit body poses (and optionally one β) to captured points: bone directions (scale-free) + positions after a fitted scale."
     from smplx.lbs import batch_rodrigues
@@ -375,7 +376,7 @@ def retarget(body: BodyModel, # the body to pose (open or SMPL; float64 recommen
     for i in range(steps):
         d, pos, lim, *_ = losses()
         loss = (d + position_weight * pos + limit_weight * lim + prior_weight * (theta[:, 3:] ** 2).sum(1)).sum()
-        if fit_betas: loss = loss + 1e-3 * B * (beta.mean(0) ** 2).sum()
+        if fit_betas: loss = loss + betas_weight * B * (beta.mean(0) ** 2).sum()
         opt.zero_grad(); loss.backward(); opt.step()
     with torch.no_grad():
         d, pos, lim, s, P, pc = losses()

@@ -176,3 +176,12 @@ def test_get_cmu_mocap_content_mismatch_is_refused(fake_repo, tmp_path, capsys):
     assert "02_01.bvh: content does not match the pinned tree" in capsys.readouterr().err
     assert not (tmp_path / "cmu_mocap" / "bvh" / "002" / "02_01.bvh").exists()
     assert g.blob_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"   # git hash-object of "hello\n"
+
+
+def test_fitting_one_shape_per_take_lowers_the_error(body):
+    pose, _ = JointLimitSampler(spread=0.5).sample(16, torch.Generator().manual_seed(3))
+    beta = torch.zeros(16, 10, dtype=torch.float64); beta[:, 0], beta[:, 1] = 2.0, -1.5        # not the mean body
+    J = M.body_joints(body, pose.double(), beta)
+    fixed, fitted = (M.retarget(body, J, "smpl", fit_betas=f, steps=200) for f in (False, True))
+    assert fitted.error.mean() < 0.8 * fixed.error.mean()
+    assert (fitted.betas == fitted.betas[0]).all() and fitted.betas.abs().sum() > 0              # one β for the take
