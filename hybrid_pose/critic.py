@@ -256,6 +256,7 @@ UNSEEN_IDS = tuple(SMPL_JOINT_NAMES.index(n) for n in UNSEEN_JOINTS)   # SMPL jo
 def _seen_mask(device: torch.device, dtype: torch.dtype) -> Tensor: # (23,1,1) 0 at the unseen joints 1..23, 1 elsewhere
     return torch.tensor([0. if j in UNSEEN_IDS else 1. for j in range(1, 24)], dtype=dtype).reshape(23, 1, 1).to(device)
 
+# %% ../nbs/05_critic.ipynb #e4684s01
 @dataclass(frozen=True)
 class PriorRecipe:
     "How the generator uses a prior: its original training recipe (each prior declares its own)."
@@ -283,6 +284,7 @@ class PriorRecipe:
             ci = CriticInput(ci.joints, ci.betas, ci.rotmats * keep + ci.rotmats.detach() * (1 - keep))
         return ci
 
+# %% ../nbs/05_critic.ipynb #e4684s02
 class Prior(nn.Module):
     "A pose prior as the trainer sees it: an adversarial term, its own update and optimiser, a realness score."
     name: str = ""                     # the registry key (set by `register_prior`)
@@ -319,6 +321,7 @@ class Prior(nn.Module):
         masked_step(self.optimizer, bad if skip is None else bad | skip)
         return stats
 
+# %% ../nbs/05_critic.ipynb #e4684s03
 PRIORS: dict[str, type[Prior]] = {}   # name -> class; "none" (no prior) is not a class
 
 def register_prior(name: str): # the registry key, e.g. "critic"
@@ -412,6 +415,7 @@ class WGANCritic(Prior):
         return loss, {"loss": loss.detach(), "wasserstein": w.sum(), **{f"w_{h}": w[i] for i, h in enumerate(self.heads)},
                       "gp": gp.detach()}
 
+# %% ../nbs/05_critic.ipynb #c2e9bs01
 @register_prior("hmr")
 class HMRPrior(Prior):
     "HMR's factorised discriminator (`HMRDiscriminator`) with the least-squares GAN loss."

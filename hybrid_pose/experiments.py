@@ -215,6 +215,7 @@ class MeanPose(Baseline):
         B = len(batch["keypoints"])
         return torch.cat([_upright(B), self.mean.expand(B, 69)], 1), torch.zeros(B, 10)
 
+# %% ../nbs/13_experiments.ipynb #5bb68s01
 def _yaw_roots(headings: int) -> Tensor: # (K,3) Θ0's root composed with K headings about the body's vertical axis
     from scipy.spatial.transform import Rotation
     yaws = np.arange(headings) * 360.0 / headings
@@ -306,6 +307,7 @@ def evaluate_baselines(body, loader, # the body layer; the evaluation loader (th
     return {name: evaluate(build_baseline(name, body, **a), body, loader, device=device, progress=False, **kw)
             for name, a in args.items() if a is not None}
 
+# %% ../nbs/13_experiments.ipynb #58d21s01
 SEED_COLUMNS = {"KPR_px": "KPR_paper_px", "MR_px": "mr_px", "PCK@0.2": "pck@0.2", "FGBG_F1": "fgbg_f1",
                 "parts_F1": "parts_f1", "PA_MPJPE_mm": "pa_mpjpe_mm", "violations": "violations",
                 "viol_unseen": "unseen_violations", "natural_dist_deg": "natural_dist_deg"}

@@ -146,6 +146,7 @@ def _search_scipy(vertices_px: Tensor, masks: Tensor, o: float):
     dev = vertices_px.device
     return tuple(torch.from_numpy(x).to(dev) for x in (idx, gidx, gnn))
 
+# %% ../nbs/03_losses.ipynb #b553es01
 def _argmin_chunked(q: Tensor, s: Tensor) -> Tensor:
     "Index of the nearest of `s` (M,2) for each of `q` (N,2): exact, chunked (cdist without the matrix-product form)."
     out = torch.empty(len(q), dtype=torch.long, device=q.device)
@@ -194,6 +195,7 @@ def _sqdist(q: Tensor, s: Tensor) -> Tensor:
     dy = q[..., :, None, 1] - s[..., None, :, 1]
     return dx.mul_(dx).add_(dy.mul_(dy))
 
+# %% ../nbs/03_losses.ipynb #1a001s01
 def _screened_argmin(q: Tensor, s: Tensor, skip: Tensor):
     """Nearest of `s` (B,M,2) to each of `q` (B,n,2), in their dtype (both hold exact values): the index (B,n), and
     whether it is certainly the strict float64 nearest — or `skip` (B,n) says the answer is not needed."""
@@ -226,6 +228,7 @@ def _batched_argmin(q: Tensor, s: Tensor, skip: Tensor, chunk: int):
                 q[b:b + bs, i:i + step], s[b:b + bs], skip[b:b + bs, i:i + step])
     return j, ok
 
+# %% ../nbs/03_losses.ipynb #1a001s02
 def _search_batched(vertices_px: Tensor, masks: Tensor, o: float):
     "Both searches for the whole batch at once on any device: a float32 screen, certified or redone in float64; 2 host syncs."
     v, m = _search_coords(vertices_px), masks
@@ -336,6 +339,7 @@ def mesh_reprojection_terms(
         to_mask, to_vertices = _distance_sums(vertices_px, idx, gidx, nn, W, o, squared)
     return MRTerms(to_mask, to_vertices, (gidx >= 0).sum(1), vertices_px.shape[1])
 
+# %% ../nbs/03_losses.ipynb #19898s01
 MR_REDUCTIONS = ("mean", "paper", "sum")  # the batch reductions of the table above (a training objective picks one)
 
 def mr_per_image(
@@ -479,6 +483,7 @@ def register_term(name: str, # the registry key, also the metrics.csv column and
         return fn
     return deco
 
+# %% ../nbs/03_losses.ipynb #3367cs01
 def _check_weight(name: str, w):
     if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
         raise ValueError(f"Objective: the weight of {name} must be a finite number >= 0; got {w!r}")
@@ -579,6 +584,7 @@ class Objective:
         o = self.option("mr")
         return mesh_reprojection_terms(vertices_px, masks, o["squared"], o["pixel_centers"], o["backend"])
 
+# %% ../nbs/03_losses.ipynb #00005s01
 def _check_option(term: Term, key: str, v):
     "One option of `term`: declared, of the default's type, one of the `choices` where they are given."
     if key not in term.options:
@@ -620,6 +626,7 @@ def _terms(self: Objective,
     return out
 Objective.terms = _terms
 
+# %% ../nbs/03_losses.ipynb #00008s01
 def _get(obj, path: str): # `decoded.body.lsp_joints` for "body.lsp_joints"; None where any part is missing
     for p in path.split("."): obj = getattr(obj, p, None)
     return obj

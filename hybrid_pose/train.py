@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'LOSSES', 'PRIORS', 'LEGACY', 'PROFILES', 'RESUME_FREE', 'STATUSES', 'LOG_COLUMNS', 'TRAIN_EXIT', 'legacy_key',
-           'migrate_config', 'TrainConfig', 'resolved_body_model', 'setting_name', 'parse_setting', 'setting_fields',
+           'migrate_config', 'TrainConfig', 'setting_name', 'parse_setting', 'setting_fields', 'resolved_body_model',
            'resolve_profile', 'read_config_file', 'load_config', 'apply_overrides', 'ResumableSampler', 'dist_context',
            'real_poses', 'val_sources', 'autocast_dtype', 'determinism', 'rank_seed', 'cpu_threads', 'Trainer',
            'HostSyncCounter', 'config_changes', 'train', 'build_trainer', 'train_command', 'main']
@@ -86,13 +86,6 @@ def migrate_config(d: dict, # a config as saved: today's, or the flat `asdict(Tr
     return out
 
 # %% ../nbs/09_train.ipynb #cf000001
-_RANGES = dict(batch_size=(1, None), img_size=(32, None), num_workers=(0, None), max_train_images=(0, None), n_iter=(1, None),
-               dropout=(0, 1), lspet_val=(0, 10000), prior_steps=(1, None), gen_lr=(0, None), epochs=(0, None), max_steps=(0, None),
-               grad_clip=(0, None), ckpt_every=(0, None), val_every=(-1, None), val_batches=(0, None), log_every=(1, None),
-               nan_patience=(1, None), time_budget_s=(0, None), threads=(0, None))
-_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}
-_CHOICES = dict(prior_fakes=("all", "last"), dropout_stages=("last", "all"), amp_dtype=("auto", "bf16", "fp16"))
-
 @dataclass
 class TrainConfig:
     "Everything that defines a training run, grouped by concern; weights live with the terms, options with the prior."
@@ -153,6 +146,13 @@ class TrainConfig:
     def __post_init__(self): _check_config(self)   # below: every field, and the registries as they are now
 
 # %% ../nbs/09_train.ipynb #cf000002
+_RANGES = dict(batch_size=(1, None), img_size=(32, None), num_workers=(0, None), max_train_images=(0, None), n_iter=(1, None),
+               dropout=(0, 1), lspet_val=(0, 10000), prior_steps=(1, None), gen_lr=(0, None), epochs=(0, None), max_steps=(0, None),
+               grad_clip=(0, None), ckpt_every=(0, None), val_every=(-1, None), val_batches=(0, None), log_every=(1, None),
+               nan_patience=(1, None), time_budget_s=(0, None), threads=(0, None))
+_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}
+_CHOICES = dict(prior_fakes=("all", "last"), dropout_stages=("last", "all"), amp_dtype=("auto", "bf16", "fp16"))
+
 def _check_config(self: TrainConfig):
     "Check every field: its type, its range, its choices; the objective and the prior against their live registries."
     for f in dataclasses.fields(self):
@@ -204,11 +204,6 @@ def _resolved(self: TrainConfig) -> dict:
     return d
 TrainConfig.resolved = _resolved
 
-def resolved_body_model(name: str, data_root) -> str:
-    "'auto' -> 'smpl' when a converted SMPL model is found (as `body.load_body_model` looks), else 'open'; other names as they are."
-    if name != "auto": return name
-    return "smpl" if find_smpl_file(data_root) is not None else "open"
-
 # %% ../nbs/09_train.ipynb #cf000003
 def setting_name(losses: str, # the `losses` field as written ("both", "kpr+mr")
                  prior: str, # "none" or a registered prior
@@ -247,6 +242,11 @@ def setting_fields(setting: str) -> dict:
     "The `TrainConfig` fields of a setting (`parse_setting` without the older readers' key)."
     f = parse_setting(setting); f.pop("critic_rotations")
     return f
+
+def resolved_body_model(name: str, data_root) -> str:
+    "'auto' -> 'smpl' when a converted SMPL model is found (as `body.load_body_model` looks), else 'open'; other names as they are."
+    if name != "auto": return name
+    return "smpl" if find_smpl_file(data_root) is not None else "open"
 
 # %% ../nbs/09_train.ipynb #2473cad7
 PROFILES = {
@@ -589,6 +589,7 @@ def _generator_terms(self: Trainer, batch: dict, log_all: bool = True) -> tuple:
     return loss, terms, thetas, d
 Trainer.generator_terms = _generator_terms
 
+# %% ../nbs/09_train.ipynb #5aea2s01
 def _fakes(self: Trainer, thetas: list, last) -> CriticInput:
     "The prior's fake poses: every IEF iteration's (the authors) or the last one's, as constants."
     with torch.no_grad():
@@ -607,6 +608,7 @@ def _sync_grads(self: Trainer, params):
         for g in grads: g.copy_(flat[o:o + g.numel()].view_as(g)); o += g.numel()
 Trainer._sync_grads = _sync_grads
 
+# %% ../nbs/09_train.ipynb #5aea2s02
 def _train_step(self: Trainer, batch: dict) -> dict: # detached device tensors (no host sync); `fit` turns them into numbers when it logs
     "One generator update and `prior_steps` prior updates; a non-finite loss or gradient skips the step, on the device."
     cfg = self.cfg
@@ -681,6 +683,7 @@ def _in_torch() -> bool:
     f = next(_frames(), None)
     return f is not None and f"{os.sep}torch{os.sep}" in f.f_code.co_filename
 
+# %% ../nbs/09_train.ipynb #effb6s01
 class HostSyncCounter:
     "Counts what would make the host wait for a GPU (scalar reads, nonzero, blocking host->device copies, list indices), by module."
     def __init__(self): self.events, self._host = [], set()  # (kind, module, detail); ids of tensors copied to the host
@@ -728,7 +731,6 @@ class HostSyncCounter:
     def __exit__(self, *exc):
         for m in reversed(self._modes): m.__exit__(*exc)
 
-
 # %% ../nbs/09_train.ipynb #3a5f5749
 RESUME_FREE = frozenset({"epochs", "max_steps", "time_budget_s", "out_dir", "ckpt_every", "val_every", "val_batches", "log_every",
                          "nan_patience", "progress", "tensorboard", "resume", "num_workers", "device", "data_root",
@@ -755,6 +757,7 @@ def _truncate_csv(path: Path, step: int):
         buf = io.StringIO(); csv.writer(buf).writerows(keep)
         atomic_write(path, buf.getvalue().encode())
 
+# %% ../nbs/09_train.ipynb #f5749s01
 def _state(self: Trainer) -> dict:
     "Everything needed to continue this exact trajectory (the digest is added by `checkpoint.save`)."
     ck = dict(format=ckpt.FORMAT, config=asdict(self.cfg), model_config=self.net.config, weights=self.net.weights,
@@ -891,6 +894,7 @@ def _after_step(self: Trainer, terms: dict, bar):
     if ckpt_now and not self.nan_in_row: self.save()              # never mid-streak
     if cfg.time_budget_s and time.time() - self._t0 > cfg.time_budget_s: self.status = "stopped: time budget"
 
+# %% ../nbs/09_train.ipynb #00001s01
 def _fit(self: Trainer) -> dict:
     cfg, self._t0 = self.cfg, time.time()
     if self.step >= self.total_steps and self.status == "resumed":
@@ -947,6 +951,7 @@ def _validate(self: Trainer) -> dict|None:
     return row
 Trainer.validate = _validate
 
+# %% ../nbs/09_train.ipynb #00002s01
 def train(cfg: TrainConfig, **kw) -> Trainer:
     "Build a `Trainer` for `cfg` and run it (under `torchrun` each process trains its share of every batch)."
     tr = Trainer(cfg, **kw)
