@@ -16,10 +16,11 @@ from .poses import (JointLimitSampler, PoseBatch, compose_swing_twist, joint_lim
                                _quat_mul, _rotvec_from_quat, _sample_root)
 
 # %% auto #0
-__all__ = ['SMPL_PARENTS', 'ACTIVITIES', 'CRITIC_STREAM', 'POSE_SAMPLERS', 'REFERENCE_STREAM', 'mirror_angles', 'leg', 'arm',
-           'trunk', 'root', 'kf', 'mirror_keyframe', 'keyframe_angles', 'angles_to_pose', 'mirror_table', 'rest_arms',
-           'stream_generator', 'NaturalDraw', 'NaturalPoseSampler', 'make_pose_sampler', 'pose_source',
-           'natural_reference', 'lsp_joints']
+__all__ = ['SMPL_PARENTS', 'ACTIVITIES', 'CRITIC_STREAM', 'POSE_SAMPLERS', 'ACTIVITY_SPLIT_SEED', 'HELDOUT_SHARE',
+           'REFERENCE_STREAM', 'mirror_angles', 'leg', 'arm', 'trunk', 'root', 'kf', 'mirror_keyframe',
+           'keyframe_angles', 'angles_to_pose', 'mirror_table', 'rest_arms', 'stream_generator', 'NaturalDraw',
+           'NaturalPoseSampler', 'make_pose_sampler', 'pose_source', 'activity_split', 'natural_reference',
+           'lsp_joints']
 
 # %% ../nbs/04a_natural_poses.ipynb #bbcff334
 def mirror_angles(v) -> tuple:
@@ -335,6 +336,26 @@ def pose_source(source="natural", # a name in `POSE_SAMPLERS`, or pose files (a 
     from hybrid_pose.poses import pose_batches
     if isinstance(source, str) and source in POSE_SAMPLERS: return make_pose_sampler(source, **kw).batches(batch_size, seed)
     return pose_batches(source, batch_size, seed, **kw)
+
+# %% ../nbs/04a_natural_poses.ipynb #e5a3bd11
+ACTIVITY_SPLIT_SEED = 20      # fixed: changing it changes every held-out-activity number
+HELDOUT_SHARE = 0.25          # share of the activities held out
+
+def activity_split(seed: int = ACTIVITY_SPLIT_SEED, # the split's own stream, SeedSequence([seed, "split"])
+                   heldout_share: float = HELDOUT_SHARE,
+                  ) -> dict: # {"train": [names], "heldout": [names]}, each in library order
+    "The fixed split of `ACTIVITIES` into training and held-out activities."
+    names = list(ACTIVITIES)
+    k = min(len(names) - 1, max(1, round(heldout_share * len(names))))
+    held = set(np.random.default_rng([int(seed), 0x73706C6974]).permutation(len(names))[:k].tolist())
+    return {"train": [n for i, n in enumerate(names) if i not in held], "heldout": [n for i, n in enumerate(names) if i in held]}
+
+def _split_sampler(part: str):
+    def make(**kw) -> NaturalPoseSampler: return NaturalPoseSampler(activity_split()[part], **kw)
+    make.__name__, make.__doc__ = f"natural_{part}", f"`NaturalPoseSampler` over the {part} activities of `activity_split`."
+    return make
+
+POSE_SAMPLERS.update(natural_train=_split_sampler("train"), natural_heldout=_split_sampler("heldout"))
 
 # %% ../nbs/04a_natural_poses.ipynb #e0b91432
 REFERENCE_STREAM = 0x726566  # "ref": the plausibility reference set's own stream
