@@ -47,6 +47,7 @@ def _sample_paths(paths: list, deep: bool, k: int = 20) -> list:
 
 LOW_RES_MAX_SIDE = 320  # px: the largest median longer side of a low-resolution LSP release (its images are 57-202 px wide)
 
+# %% ../nbs/06b_datacheck.ipynb #d652f6eb
 def check_images_folder(folder, # a dataset root: images/ and joints.mat
                         layout: str = "lsp", # joints layout ("lsp" or "lspet", see `read_joints`)
                         expect_count: int|None = 2000, # images (and joints entries) expected; None: as many as joints.mat holds
@@ -129,6 +130,7 @@ def _check_masks(chk: DatasetCheck, masks: dict, what: str, allowed: set, deep: 
         chk.notes.append(f"{odd_files} of {checked} sampled {what} files hold {odd_pixels} pixels outside {sorted(allowed)} "
                          f"(values {sorted(odd_values)[:8]}); the readers take them as {read_as}")
 
+# %% ../nbs/06b_datacheck.ipynb #4bfbea55
 def check_upi_s1h(folder, # the unpacked UPi-S1h root (holding data/lsp and data/lsp_extended)
                   data_root=None, # if given, compare each mask's size with its LSP/LSPe image under it
                   lsp_range: tuple = (1001, 2000), # LSP numbers that must have a silhouette and a part mask

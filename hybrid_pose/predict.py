@@ -356,43 +356,49 @@ class Predictor:
                                    bbox_scale, overlay, alpha)
         return results
 
-    def _batch(self, images, bboxes, crops, bbox_scale, overlay, alpha) -> list:
-        S, dev = self.size, self.device
-        sources = [str(im) if isinstance(im, (str, os.PathLike)) else None for im in images]
-        arrays = [load_image(im) for im in images]
-        centers, boxes = [], []
-        for a, bb, cr in zip(arrays, bboxes, crops):
-            if cr is not None:
-                cr = np.asarray(cr, dtype=np.float64).reshape(-1)
-                if cr.shape != (3,) or not np.isfinite(cr).all() or cr[2] <= 0 or np.abs(cr[:2]).max() > MAX_BBOX_COORD:
-                    raise PredictError(f"crop must be (cx, cy, side) with side > 0 and the centre within ±{MAX_BBOX_COORD:g}, "
-                                       f"image pixels; got {cr.tolist()}")
-                c, b = cr[:2], float(cr[2])
-                _check_crop_side(b, *a.shape[:2], f"crop (cx, cy, side) = {cr.tolist()}")
-            else: c, b = crop_from_bbox(bb, a.shape[:2], bbox_scale)
-            centers.append(c); boxes.append(b)
-        x = torch.stack([crop_image(a, c, b, size=S) for a, c, b in zip(arrays, centers, boxes)])
-        theta = self.net(normalize_image(x.to(dev)))[-1].float()
-        d = decode(theta, self.body, S)
-        ctr = torch.tensor(np.stack(centers), dtype=torch.float32, device=dev)
-        box = torch.tensor(boxes, dtype=torch.float32, device=dev)
-        j2d = crop_pixels_to_image(crop_to_pixels(d.keypoints, S), ctr, box, S)
-        v2d = crop_pixels_to_image(d.vertices_px, ctr, box, S)
-        faces = self.body.faces
-        faces_np = faces.cpu().numpy()
-        np_ = lambda t: t.detach().float().cpu().numpy()
-        out = []
-        for i, a in enumerate(arrays):
-            ov = render_overlay(a, d.body.vertices[i], v2d[i], faces, alpha) if overlay else None
-            bb = None if bboxes[i] is None or crops[i] is not None else tuple(float(v) for v in np.asarray(bboxes[i]).reshape(-1))
-            out.append(Prediction(theta=np_(theta[i]), cam=np_(d.cam[i]), pose=np_(d.pose[i]), betas=np_(d.betas[i]),
-                                  vertices=np_(d.body.vertices[i]), faces=faces_np, joints3d=np_(d.body.lsp_joints[i]),
-                                  joints2d=np_(j2d[i]), vertices2d=np_(v2d[i]), center=np.asarray(centers[i], np.float64),
-                                  box_size=float(boxes[i]), image_size=tuple(a.shape[:2]), overlay=ov, bbox=bb,
-                                  source=sources[i], checkpoint=self.checkpoint, weights=str(self.net.weights),
-                                  body_model=self.body.name, crop_size=S, trained_on=self.trained_on))
-        return out
+# %% ../nbs/11_predict.ipynb #40fab664
+def _crop_of(a: np.ndarray, bb, cr, bbox_scale: float) -> tuple: # (centre (2,), side) in image pixels
+    "The crop of one image: an explicit (cx, cy, side), else the one around its person box (`crop_from_bbox`)."
+    if cr is None: return crop_from_bbox(bb, a.shape[:2], bbox_scale)
+    cr = np.asarray(cr, dtype=np.float64).reshape(-1)
+    if cr.shape != (3,) or not np.isfinite(cr).all() or cr[2] <= 0 or np.abs(cr[:2]).max() > MAX_BBOX_COORD:
+        raise PredictError(f"crop must be (cx, cy, side) with side > 0 and the centre within ±{MAX_BBOX_COORD:g}, "
+                           f"image pixels; got {cr.tolist()}")
+    _check_crop_side(float(cr[2]), *a.shape[:2], f"crop (cx, cy, side) = {cr.tolist()}")
+    return cr[:2], float(cr[2])
 
+def _predictor_batch(self: Predictor, images, bboxes, crops, bbox_scale, overlay, alpha) -> list:
+    "One batch through the network and the body model: a `Prediction` per image."
+    S, dev = self.size, self.device
+    sources = [str(im) if isinstance(im, (str, os.PathLike)) else None for im in images]
+    arrays = [load_image(im) for im in images]
+    centers, boxes = zip(*[_crop_of(a, bb, cr, bbox_scale) for a, bb, cr in zip(arrays, bboxes, crops)])
+    x = torch.stack([crop_image(a, c, b, size=S) for a, c, b in zip(arrays, centers, boxes)])
+    theta = self.net(normalize_image(x.to(dev)))[-1].float()
+    d = decode(theta, self.body, S)
+    ctr = torch.tensor(np.stack(centers), dtype=torch.float32, device=dev)
+    box = torch.tensor(boxes, dtype=torch.float32, device=dev)
+    j2d = crop_pixels_to_image(crop_to_pixels(d.keypoints, S), ctr, box, S)
+    v2d = crop_pixels_to_image(d.vertices_px, ctr, box, S)
+    faces = self.body.faces
+    faces_np = faces.cpu().numpy()
+    np_ = lambda t: t.detach().float().cpu().numpy()
+    out = []
+    for i, a in enumerate(arrays):
+        ov = render_overlay(a, d.body.vertices[i], v2d[i], faces, alpha) if overlay else None
+        bb = None if bboxes[i] is None or crops[i] is not None else tuple(float(v) for v in np.asarray(bboxes[i]).reshape(-1))
+        out.append(Prediction(theta=np_(theta[i]), cam=np_(d.cam[i]), pose=np_(d.pose[i]), betas=np_(d.betas[i]),
+                              vertices=np_(d.body.vertices[i]), faces=faces_np, joints3d=np_(d.body.lsp_joints[i]),
+                              joints2d=np_(j2d[i]), vertices2d=np_(v2d[i]), center=np.asarray(centers[i], np.float64),
+                              box_size=float(boxes[i]), image_size=tuple(a.shape[:2]), overlay=ov, bbox=bb,
+                              source=sources[i], checkpoint=self.checkpoint, weights=str(self.net.weights),
+                              body_model=self.body.name, crop_size=S, trained_on=self.trained_on))
+    return out
+
+Predictor._batch = _predictor_batch
+
+
+# %% ../nbs/11_predict.ipynb #fd60c141
 def predict(image, # a path, a PIL image, or a (H,W,3) uint8 array / tensor
             checkpoint=None, # a checkpoint from hybrid_pose.train; None: an untrained network (Θ₀; warns)
             bbox=None, # (x0, y0, x1, y1) person box in image pixels; None: the whole image
@@ -416,6 +422,7 @@ def predict_many(images: list, # images, each anything `load_image` reads
     return Predictor(checkpoint, device, body_model, size)(images, bboxes, bbox_scale=bbox_scale, overlay=overlay,
                                                            batch_size=batch_size)
 
+# %% ../nbs/11_predict.ipynb #2f4941e7
 def predict_files(predictor: Predictor, # the network and body model, loaded once
                   paths: list, # image files (see `image_files`: folders expanded, names unique)
                   out, # output folder (created)
@@ -498,6 +505,7 @@ def save_ply(path, # the .ply file
     atomic_write(path, head + body)
     return Path(path)
 
+# %% ../nbs/11_predict.ipynb #86da35ab
 def read_obj(path) -> tuple: # vertices (V,3) float32, faces (F,3) int64 0-based
     "Read the `v` and triangle `f` lines of an OBJ file (enough for the files `save_obj` writes)."
     v, f = [], []
@@ -556,6 +564,7 @@ def _footnote_font(size: int):
 
 FOOTNOTE_COLORS = ((32, 32, 32), (235, 235, 235))  # strip background, text (RGB)
 
+# %% ../nbs/11_predict.ipynb #fa732fb9
 def add_footnote(image: np.ndarray, # (H,W,3) uint8
                  text: str, # one line
                 ) -> np.ndarray: # (H+h,W,3) uint8: the image, then a strip of h = ceil(1.6·font size) px with the text

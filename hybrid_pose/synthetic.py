@@ -186,6 +186,7 @@ def render_person(body: BodyModel, # the body layer
     parts[y0:y1, x0:x1] = part_segmentation(win, body.faces, labels, (y1 - y0, x1 - x0), fragments=fr)[0].numpy()
     return dict(out=out, screen=scr, window=(x0, y0, x1, y1), fragments=fr, parts=parts)
 
+# %% ../nbs/07_synthetic.ipynb #0d8c91ee
 def make_person(number: int, # image number (1-based)
                 seed: int = 0,
                 body: BodyModel|None = None, # default: the open body model
@@ -283,8 +284,9 @@ def is_complete(out, number: int) -> bool:
     "Are all files of image `number` there (its record written last)?"
     return all(p.is_file() for p in synthetic_paths(out, number).values())
 
+# %% ../nbs/07_synthetic.ipynb #01949e48
 def assemble(out, # data_root/synthetic
-             seed: int|None = None, # stored in truth.npz
+             seed: int|None = None, # stored in truth.npz (None: the one it holds, if any)
             ) -> int: # N, the entries written
     "Rebuild `joints.mat` and `truth.npz` from the records of images 1..N (N = the highest image number present)."
     out = Path(out)
@@ -304,6 +306,10 @@ def assemble(out, # data_root/synthetic
     joints = np.concatenate([truth["joints2d"], truth["visible"][..., None]], -1)
     atomic_write(out / "joints.mat", mat_bytes(joints))
     extra = dict(valid=valid, number=np.arange(1, N + 1))
+    if seed is None and (out / "truth.npz").is_file():                  # a rebuild alone keeps the seed recorded before
+        try:
+            with np.load(out / "truth.npz", allow_pickle=False) as z: seed = int(z["seed"]) if "seed" in z.files else None
+        except Exception: seed = None                                    # a damaged file: nothing to keep
     if seed is not None: extra["seed"] = np.array(seed)
     atomic_write(out / "truth.npz", npz_bytes(truth | extra))
     return N
@@ -327,7 +333,7 @@ def generate_synthetic(out="data/synthetic", # data_root/synthetic
             skipped += 1; continue
         write_person(make_person(k, seed, body, labels, cfg), out, k, cfg.quality)
         made += 1
-    return dict(made=made, skipped=skipped, total=assemble(out, seed))
+    return dict(made=made, skipped=skipped, total=assemble(out, seed if n else None))   # --n 0: a repair keeps the seed
 
 # %% ../nbs/07_synthetic.ipynb #3687cbd3
 def synth_command(a) -> int:

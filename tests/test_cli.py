@@ -186,3 +186,14 @@ def test_cli_imports_only_the_bottom_layer():
         p = ROOT / "hybrid_pose" / f"{name}.py"
         body = p.read_text().split('if __name__ == "__main__"')[0]        # a script entry point may hand over to the parser
         assert not re.search(r"(from \.cli|from hybrid_pose\.cli|import hybrid_pose\.cli|from \. import cli)", body), p.name
+
+
+def test_synth_n0_repairs_a_damaged_joints_mat(workdir, tmp_path):
+    "The advice for a broken synthetic joints.mat: `hybrid-pose synth --n 0 --out FOLDER` rebuilds it from the images' records."
+    import shutil
+    d = shutil.copytree(workdir / "data/synthetic", tmp_path / "synthetic")
+    good = (d / "joints.mat").read_bytes()
+    (d / "joints.mat").write_bytes(b"broken")
+    res = sh(SCRIPT, "synth", "--n", 0, "--out", d, "--seed", 5, "--no-progress")
+    assert res.returncode == 0 and "made 0" in res.stdout and "holds 12 images" in res.stdout, res.stderr
+    assert (d / "joints.mat").read_bytes() == good
