@@ -6,20 +6,24 @@
 from __future__ import annotations
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 from torch import Tensor
+from pathlib import Path
+
+from .base import UsageError
 from .body import SMPL_JOINT_NAMES
 from .camera import project
 from .losses import keypoint_reprojection_loss
-from .poses import UNSEEN_JOINTS, _quat_from_rotvec, _quat_mul, _rotvec_from_quat
-from .natural_poses import NaturalPoseSampler, make_pose_sampler, stream_generator
+from .poses import PoseBatch, PoseSet, UNSEEN_JOINTS, _quat_from_rotvec, _quat_mul, _rotvec_from_quat, read_poses
+from .natural_poses import CRITIC_STREAM, NaturalPoseSampler, make_pose_sampler, stream_generator
 from .critic import CriticInput, CriticInputLayer, Prior, UNSEEN_IDS, build_prior, pretrain_prior
 
 # %% auto #0
-__all__ = ['PERSON_CROP', 'FIT_VARIANTS', 'People', 'camera_root', 'make_people', 'FitConfig', 'FitResult', 'theta0', 'fit_terms',
-           'joint_angle_error', 'fit_to_keypoints']
+__all__ = ['PERSON_CROP', 'POSE_SET_PARTS', 'FIT_VARIANTS', 'People', 'camera_root', 'make_people', 'without_heading',
+           'PoseSetSampler', 'FitConfig', 'FitResult', 'theta0', 'pretrain_prior_on', 'fit_terms', 'joint_angle_error',
+           'fit_to_keypoints']
 
 # %% ../nbs/05a_prior_fit.ipynb #f70f6ebb
 PERSON_CROP = 150 / 112   # the person's larger extent in crop units (150 px of a 224-px crop, as the synthetic people)
@@ -47,9 +51,9 @@ def make_people(layer: CriticInputLayer, # the body's joints layer (`critic.Crit
                 seed: int = 0, # the image stream is `stream_generator(seed)` (disjoint from the critic's stream)
                 noise_px: float = 0., # std of Gaussian keypoint noise, crop pixels (224-px crop)
                 heading_std: float = 40., # degrees of heading away from the camera
-                sampler: NaturalPoseSampler|None = None, # default: the whole library, root "zero"
+                sampler: NaturalPoseSampler|PoseSetSampler|None = None, # anything with `.sample(n, g)`; default: the whole library, root "zero"
                ) -> People:
-    "Held-out people in natural poses, framed like the synthetic crops, with their 2D keypoints."
+    "Held-out people (library poses, or real ones from a `PoseSetSampler`), framed like the synthetic crops, with their 2D keypoints."
     g = stream_generator(seed)
     sampler = sampler or NaturalPoseSampler(root="zero")
     pose, betas = sampler.sample(n, g)
@@ -60,6 +64,56 @@ def make_people(layer: CriticInputLayer, # the body's joints layer (`critic.Crit
     cam = torch.cat([(PERSON_CROP / (hi - lo).amax(1))[:, None], -(lo + hi) / 2], 1)
     kp = project(j, cam) + torch.randn(n, 14, 2, generator=g) * (noise_px / 112)
     return People(pose, betas, j, cam, torch.cat([kp, torch.ones(n, 14, 1)], -1))
+
+# %% ../nbs/05a_prior_fit.ipynb #f37bb745
+POSE_SET_PARTS = {  # name -> (N -> the rows of an N-pose file it keeps): contiguous, so correlated frames stay together
+    "all": lambda n: slice(0, n),
+    "first_half": lambda n: slice(0, n // 2),
+    "second_half": lambda n: slice(n // 2, n),
+}
+
+def without_heading(root: Tensor, # (N,3) axis-angle root rotations, y-up world
+                   ) -> Tensor: # (N,3) float64: each root turned about +y until the body faces +z (its lean kept)
+    "A root's heading removed: real poses' roots made like the library's root 'zero'."
+    from smplx.lbs import batch_rodrigues
+    f = batch_rodrigues(root.double().reshape(-1, 3))[:, :, 2]                      # (N,3) the body's forward axis R e_z
+    yaw = torch.atan2(f[:, 0], f[:, 2])
+    turn = torch.stack([torch.zeros_like(yaw), -yaw, torch.zeros_like(yaw)], 1)
+    return _rotvec_from_quat(_quat_mul(_quat_from_rotvec(turn), _quat_from_rotvec(root.double())))
+
+class PoseSetSampler:
+    "Poses read from a file (real people), drawn like `NaturalPoseSampler(root='zero')` draws library poses."
+    def __init__(self, poses: PoseSet|str|Path, # a pose set, or a pose file for `poses.read_poses`
+                 part: str = "all", # a key of `POSE_SET_PARTS`
+                 betas_std: float = 1.0): # β ~ N(0, betas_std²), as the library's people
+        if part not in POSE_SET_PARTS:
+            raise UsageError(f"pose set part {part!r}: unknown; choose one of {', '.join(POSE_SET_PARTS)}")
+        if not isinstance(poses, PoseSet):
+            if not Path(poses).is_file():
+                raise UsageError(f"{poses}: no such pose file; give a MoSh .tfrecord, an AMASS .npz or an .npz with "
+                                 "'poses' (N,72) and 'betas' (N,10)")
+            poses = read_poses(poses)
+        rows = POSE_SET_PARTS[part](len(poses))
+        self.source, self.part, self.frame, self.betas_std = poses.source, part, poses.frame, betas_std
+        pose = torch.as_tensor(poses.poses[rows], dtype=torch.float32)
+        if not len(pose): raise UsageError(f"{poses.source}: part {part!r} holds no poses; give a file with at least 2 poses")
+        self.pose = torch.cat([without_heading(pose[:, :3]).float(), pose[:, 3:]], 1)  # (M,72) heading-free roots
+
+    def __len__(self): return len(self.pose)
+    def __repr__(self): return f"PoseSetSampler({len(self)} poses, {self.part} of {self.source!r}, betas_std={self.betas_std})"
+
+    def sample(self, n: int, generator: torch.Generator|None = None) -> tuple[Tensor, Tensor]: # pose (n,72), betas (n,10)
+        "Draw `n` poses (without replacement while n ≤ len) and β ~ N(0, betas_std²)."
+        m = len(self.pose)
+        idx = torch.randperm(m, generator=generator)[:n] if n <= m else torch.randint(m, (n,), generator=generator)
+        return self.pose[idx].clone(), torch.randn(n, 10, generator=generator) * self.betas_std
+
+    def batches(self, batch_size: int = 24, seed: int = 0) -> Iterator[PoseBatch]:
+        "An endless stream of batches for a critic, from its own stream `SeedSequence([seed, CRITIC_STREAM])`."
+        g = stream_generator(seed, CRITIC_STREAM)
+        while True:
+            pose, betas = self.sample(batch_size, g)
+            yield PoseBatch(pose, betas, torch.zeros(batch_size, dtype=torch.long))
 
 # %% ../nbs/05a_prior_fit.ipynb #a4cca8a0
 @dataclass
@@ -93,6 +147,25 @@ def theta0(n: int) -> tuple[Tensor, Tensor, Tensor]: # pose (n,72), betas (n,10)
     pose = torch.zeros(n, 72); pose[:, 0] = math.pi
     return pose, torch.zeros(n, 10), torch.tensor([0.9, 0., 0.]).repeat(n, 1)
 
+def pretrain_prior_on(prior: Prior, # updated in place
+                      layer: CriticInputLayer, # the LSP-only joints layer, on the prior's device
+                      steps: int, batch: int, seed: int = 0, # prior updates, poses per side, the streams' seed
+                      fakes: str = "uniform", # a `natural_poses.POSE_SAMPLERS` name (root "zero"): what the prior learns to reject
+                      real = None, # real poses: anything with `.batches(batch, seed)` (a `PoseSetSampler`); None: the whole library
+                     ) -> Prior:
+    "`critic.pretrain_prior` with a choice of real poses (None: exactly `pretrain_prior`)."
+    if real is None: return pretrain_prior(prior, layer, steps, batch, seed, fakes)
+    dev = next(layer.buffers()).device
+    stream, g = real.batches(batch, seed), stream_generator(seed, 1)
+    fake_sampler = make_pose_sampler(fakes, root="zero")
+    for _ in range(steps):
+        r, (fp, fb) = next(stream), fake_sampler.sample(batch, g)
+        with torch.no_grad(): rc, fc = layer(r.pose.to(dev), r.betas.to(dev)), layer(fp.to(dev), fb.to(dev))
+        prior.update(rc, fc, g if dev.type == "cpu" else None)
+    return prior
+
+
+# %% ../nbs/05a_prior_fit.ipynb #dfa319dc
 def fit_terms(layer: CriticInputLayer, pose: Tensor, betas: Tensor, cam: Tensor, # (N,72), (N,10), (N,3)
               keypoints: Tensor, # (N,14,3) crop units + visibility
               cfg: FitConfig, prior: Prior|None,
@@ -123,17 +196,18 @@ def fit_to_keypoints(layer: CriticInputLayer, # the body's joints layer
                      cfg: FitConfig = FitConfig(),
                      seed: int = 0, # the prior's initialisation and real-pose stream
                      prior: Prior|None = None, # a prior to use as it is (default: built from `cfg`, then pretrained)
+                     real = None, # the prior's real poses (anything with `.batches(B, seed)`); default: the whole library
                     ) -> FitResult:
     "Fit θ, β and the camera of N people to their keypoints by Adam, with an optional prior (batched over people)."
     n = keypoints.shape[0]
     if prior is None and cfg.prior != "none":
         torch.manual_seed(seed)
-        prior = pretrain_prior(build_prior(cfg.prior, **cfg.prior_options), layer, cfg.pretrain_steps, n, seed, cfg.pretrain_fakes)
+        prior = pretrain_prior_on(build_prior(cfg.prior, **cfg.prior_options), layer, cfg.pretrain_steps, n, seed, cfg.pretrain_fakes, real)
     p0, b0, c0 = theta0(n)
     pose, betas, cam = (t.clone().requires_grad_() for t in (p0, b0, c0))
     free = _free_mask(cfg)
     opt = torch.optim.Adam([pose, betas, cam], lr=cfg.lr)
-    real, g = NaturalPoseSampler(root="zero").batches(n, seed), stream_generator(seed, 2)
+    real, g = (real or NaturalPoseSampler(root="zero")).batches(n, seed), stream_generator(seed, 2)
     hist = {"kpr": [], "prior": []}
     for step in range(cfg.steps):
         terms, ci = fit_terms(layer, pose * free + p0 * (1 - free), betas, cam, keypoints, cfg, prior)
