@@ -23,7 +23,7 @@ from .critic import CriticInput, CriticInputLayer, Prior, UNSEEN_IDS, build_prio
 # %% auto #0
 __all__ = ['PERSON_CROP', 'POSE_SET_PARTS', 'FIT_VARIANTS', 'People', 'camera_root', 'make_people', 'without_heading',
            'PoseSetSampler', 'FitConfig', 'FitResult', 'theta0', 'pretrain_prior_on', 'fit_terms', 'joint_angle_error',
-           'fit_to_keypoints']
+           'fit_to_keypoints', 'score_fit']
 
 # %% ../nbs/05a_prior_fit.ipynb #f70f6ebb
 PERSON_CROP = 150 / 112   # the person's larger extent in crop units (150 px of a 224-px crop, as the synthetic people)
@@ -222,6 +222,29 @@ def fit_to_keypoints(layer: CriticInputLayer, # the body's joints layer
         pose = pose * free + p0 * (1 - free)
         kpr = keypoint_reprojection_loss(project(layer(pose, betas).joints, cam), keypoints, reduction="none")
     return FitResult(pose.detach(), betas.detach(), cam.detach(), kpr, prior, hist)
+
+# %% ../nbs/05a_prior_fit.ipynb #0dde1d90
+from .evaluate import pa_mpjpe
+from .losses import kpr_to_pixels
+from .poses import joint_limit_violation, nearest_pose_distance
+from .natural_poses import natural_reference
+
+def score_fit(layer: CriticInputLayer, pose: Tensor, betas: Tensor, # (N,72), (N,10) fitted (or any) parameters
+              truth: People, kpr: Tensor|None = None, # (N,) KPR of the fit (×60 scale); None: not reported
+              references: dict|None = None, # name -> (M,23|24,3,3) rotations: a `<name>_dist_deg` each (default: natural)
+             ) -> dict[str, Tensor]: # name -> (N,) per person
+    "Per-person scores of a fit: PA-MPJPE (mm), KPR (px), violations (swing/twist/unseen/total; calibrated limits), ‖β‖, distance to reference poses (°)."
+    with torch.no_grad():
+        ci = layer(pose, betas)
+        lim = joint_limit_violation(ci.rotmats)
+        out = {"pa_mpjpe_mm": pa_mpjpe(ci.joints, truth.joints3d) * 1000}
+        if kpr is not None: out["kpr_px"] = kpr_to_pixels(kpr)
+        out.update({f"{k}_violations": n.float() for k, (n, _) in lim.split().items()})
+        out.update(violations=lim.count.float(), beta_norm=betas.norm(dim=1),
+                   calibrated_violations=joint_limit_violation(ci.rotmats, table="calibrated").count.float())
+        refs = {"natural": natural_reference(device=pose.device)} if references is None else references
+        out.update({f"{k}_dist_deg": nearest_pose_distance(ci.rotmats, r) for k, r in refs.items()})
+    return out
 
 # %% ../nbs/05a_prior_fit.ipynb #27dba99b
 FIT_VARIANTS: dict[str, FitConfig] = {   # name -> config; from the second row on, each changes one thing from the row above
