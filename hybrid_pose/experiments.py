@@ -17,7 +17,7 @@ from .losses import TERMS, parse_terms
 from .critic import PRIORS as PRIOR_CLASSES
 from .data import PoseDataset, DataError, GET_COMMANDS, denormalize_image, collate_skip_none
 from .render import render_mesh, overlay
-from .model import decode
+from .model import decode, mean_theta
 from .camera import fit_weak_perspective
 from .evaluate import evaluate, load_truth, truth_file
 from .stats import mean_ci, compare
@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'SEED_COLUMNS', 'BASELINE_LABELS',
-           'COMPARE_COLUMNS', 'objective_label', 'prior_label', 'setting_label', 'ensure_data', 'experiment_config',
-           'pose_source_for', 'run_setting', 'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row',
-           'register_baseline', 'Baseline', 'TPose', 'MeanPose', 'Nearest2D', 'build_baseline', 'parse_seeds',
-           'per_image', 'pose_pool', 'training_poses', 'evaluate_baselines', 'seed_rows', 'claims', 'run_baselines',
+           'ORACLE_LABELS', 'LABEL_RENAMES', 'COMPARE_COLUMNS', 'objective_label', 'prior_label', 'setting_label',
+           'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting', 'predict_crops', 'mesh_overlays',
+           'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose', 'MeanPose', 'Nearest2D',
+           'build_baseline', 'MeanPoseFixedCamera', 'mean_camera', 'parse_seeds', 'per_image', 'pose_pool',
+           'training_poses', 'evaluate_baselines', 'seed_rows', 'baseline_label', 'claims', 'run_baselines',
            'comparison_markdown', 'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
@@ -184,6 +185,7 @@ def register_baseline(name: str):
 class Baseline:
     "A fixed rule for θ, β; the camera fitted to the batch's true 2D keypoints. Served to `evaluate` via `predict_batch`."
     name = "baseline"
+    oracle = True     # it uses test-time truth (here: the camera fitted to the true 2D keypoints); its label says "oracle"
     def __init__(self, body): # the body layer (`body.load_body_model`)
         self.body = body
     def body_params(self, batch: dict) -> tuple[Tensor, Tensor]: raise NotImplementedError
@@ -261,6 +263,30 @@ def build_baseline(name: str, # a key of `BASELINES`
         raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
     return BASELINES[name](body, **kw)
 
+# %% ../nbs/13_experiments.ipynb #bl000002
+@register_baseline("mean_pose_fixed_camera")
+class MeanPoseFixedCamera(MeanPose):
+    "The mean training pose under one fixed camera: no truth of the test image (`oracle` False)."
+    oracle = False
+    def __init__(self, body, poses: Tensor, # (P,72) e.g. the training poses
+                 cam: Tensor|None = None): # (3,) s, tx, ty; None: Θ₀'s (0.9, 0, 0)
+        super().__init__(body, poses)
+        self.cam = torch.as_tensor(mean_theta()[:3] if cam is None else cam, dtype=torch.float32).reshape(3)
+    @torch.no_grad()
+    def predict_batch(self, batch: dict) -> list: # [(B,85)]
+        pose, betas = self.body_params(batch)
+        return [torch.cat([self.cam.expand(len(pose), 3), pose, betas], 1)]
+
+def mean_camera(body, poses: Tensor, # the body layer; (P,72) the training poses (their mean is the pose)
+                keypoints: Tensor, # (N,14,3) the training crops' keypoints (crop units + visibility)
+               ) -> Tensor: # (3,) the mean weak-perspective camera of the mean pose over the training crops
+    "The camera `mean_pose_fixed_camera` uses: fitted to each training crop, then averaged (no test image involved)."
+    mp = MeanPose(body, poses)
+    dev, dt = body.v_template.device, body.v_template.dtype
+    pose, betas = (x.to(dev, dt) for x in mp.body_params({"keypoints": keypoints}))
+    with torch.no_grad(): cams = fit_weak_perspective(body(pose, betas).lsp_joints, keypoints.to(dev, dt))
+    return cams.mean(0).float().cpu()
+
 # %% ../nbs/13_experiments.ipynb #34358d21
 def parse_seeds(seeds) -> list[int]: # "0,1,2", [0, 1, 2] or an int n (seeds 0..n-1)
     "The seeds of an experiment, as a list of distinct ints."
@@ -298,11 +324,16 @@ def training_poses(records, # the `data.Record`s a run trained on (e.g. `train_s
     return torch.as_tensor(t["pose"][[i for i, n in enumerate(t["number"]) if int(n) in nums]])
 
 def evaluate_baselines(body, loader, # the body layer; the evaluation loader (the same one the runs are scored on)
-                       train_poses: Tensor|None = None, # (P,72) for `mean_pose` (None: skipped)
+                       train_poses: Tensor|None = None, # (P,72) for `mean_pose` and `mean_pose_fixed_camera` (None: skipped)
                        pool: Tensor|None = None, # (P,72) for `nearest_2d` (None: skipped)
-                       device="auto", **kw) -> dict: # name -> EvalResult; kw go to `evaluate`
-    "Score the trivial baselines on a loader."
-    args = {"tpose": {}, "mean_pose": None if train_poses is None else dict(poses=train_poses),
+                       device="auto", # see `evaluate`
+                       train_keypoints: Tensor|None = None, # (N,14,3) training crops' keypoints for `mean_camera` (None: Θ₀'s camera)
+                       **kw) -> dict: # name -> EvalResult; kw go to `evaluate`
+    "Score the trivial baselines on a loader: the oracles (camera fitted to the true keypoints) and one without test-time truth."
+    fixed = None
+    if train_poses is not None:
+        fixed = dict(poses=train_poses, cam=None if train_keypoints is None else mean_camera(body, train_poses, train_keypoints))
+    args = {"tpose": {}, "mean_pose": None if train_poses is None else dict(poses=train_poses), "mean_pose_fixed_camera": fixed,
             "nearest_2d": None if pool is None else dict(poses=pool)}
     return {name: evaluate(build_baseline(name, body, **a), body, loader, device=device, progress=False, **kw)
             for name, a in args.items() if a is not None}
@@ -326,7 +357,7 @@ def seed_rows(results: dict, # setting -> [EvalResult per seed]
             row |= {f"{c}_mean": iv.mean, f"{c}_lo": iv.lo, f"{c}_hi": iv.hi}
         rows.append(row)
     for name, r in (baselines or {}).items():
-        row = {"setting": f"baseline:{name}", "label": BASELINE_LABELS.get(name, name), "seeds": 0}
+        row = {"setting": f"baseline:{name}", "label": baseline_label(name), "seeds": 0}
         for c, k in columns.items():
             v = r.summary.get(k, math.nan)
             row[c] = f"{v:.{digits}f}" if math.isfinite(v) else "–"
@@ -334,8 +365,18 @@ def seed_rows(results: dict, # setting -> [EvalResult per seed]
         rows.append(row)
     return rows
 
-BASELINE_LABELS = {"tpose": "baseline: T-pose", "mean_pose": "baseline: mean training pose",
-                   "nearest_2d": "baseline: nearest pose by 2D keypoints"}
+BASELINE_LABELS = {"tpose": "baseline: T-pose", "mean_pose": "baseline: mean training pose",   # the words before the oracles
+                   "nearest_2d": "baseline: nearest pose by 2D keypoints",                          # were named (the command line's)
+                   "mean_pose_fixed_camera": "baseline: mean training pose, fixed camera (no test-time truth)"}
+ORACLE_LABELS = {"tpose": "oracle: T-pose, camera fitted to the true 2D keypoints",
+                 "mean_pose": "oracle: mean training pose, camera fitted to the true 2D keypoints",
+                 "nearest_2d": "oracle: nearest pose by the true 2D keypoints, camera fitted to them"}
+LABEL_RENAMES = {BASELINE_LABELS[k]: v for k, v in ORACLE_LABELS.items()}   # old label -> new: regenerate committed tables
+
+def baseline_label(name: str) -> str:
+    "A baseline's words in tables: 'oracle: ...' when it uses test-time truth (`Baseline.oracle`), else 'baseline: ...'."
+    if name in BASELINES and BASELINES[name].oracle: return ORACLE_LABELS.get(name, f"oracle: {name}")
+    return BASELINE_LABELS.get(name, f"baseline: {name}")
 
 def claims(results: dict, # setting or baseline name -> [EvalResult per seed] or one EvalResult
            pairs: list, # [(a, b), ...] names in `results`
@@ -343,7 +384,7 @@ def claims(results: dict, # setting or baseline name -> [EvalResult per seed] or
            lower_is_better: bool = True, unit: str = "mm", digits: int = 1) -> list[dict]: # one row per pair
     "Paired comparisons and the sentence each allows."
     out = []
-    label = lambda n: BASELINE_LABELS.get(n, setting_label(n) if "+" in n or n in SETTING_LABELS else n)
+    label = lambda n: baseline_label(n) if n in BASELINES else setting_label(n) if "+" in n or n in SETTING_LABELS else n
     for a, b in pairs:
         iv, sentence = compare(per_image(results[a], key), per_image(results[b], key), (label(a), label(b)),
                                lower_is_better=lower_is_better, unit=unit, digits=digits)

@@ -571,6 +571,9 @@ class Objective:
     def in_objective(self, name: str) -> bool: return name in self.terms_
     def weight(self, name: str) -> float: return self.weights.get(name, TERMS[name].weight)
     def option(self, name: str) -> dict: return TERMS[name].options | self.options.get(name, {})
+    @property
+    def targets(self) -> set: # the batch keys its terms read ("keypoints", "mask", "joints3d", ...)
+        return {INPUTS[i].path for n in self.terms_ for i in TERMS[n].inputs if INPUTS[i].kind == "target"}
 
     def __getattr__(self, key): # the old flat reads: `kpr_weight`, `mr_reduction`, ...
         where = legacy_term_key(key) if not key.startswith("__") else None
@@ -638,7 +641,7 @@ def _terms_for(self: Objective,
                log_all: bool = False, # see `terms`
               ) -> dict: # see `terms`
     "`terms` for a decoded prediction and its batch: each term asks for its inputs by name (batch tensors moved to the prediction's device)."
-    need = {INPUTS[k].path for n in self.terms_ for k in TERMS[n].inputs if INPUTS[k].kind == "target"}
+    need = self.targets
     missing = sorted(k for k in need if batch.get(k) is None)
     if missing: raise ValueError(f"Objective.terms_for: the batch lacks {missing}; losses={self.losses!r} needs the targets "
                                  f"{sorted(need)} (a data source without them cannot train this objective)")

@@ -429,7 +429,7 @@ class Trainer:
         self._build_network()
         resuming = cfg.resume and (self.out / "checkpoint.pt").is_file()
         self._build_prior(pretrain=not resuming)
-        self.truth = self._truth() if self.objective.in_objective("j3d") else None
+        self.truth = self._truth() if "joints3d" in self.objective.targets else None   # a term reads 3D truth
         if self.rank: torch.manual_seed(rank_seed(cfg.seed, self.rank))  # weights are equal; from here on draws differ per rank
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)   # bf16 needs no loss scaling
         self._nan = torch.zeros(3, dtype=torch.long, device=self.device)  # on the device: skipped, in a row, longest run since the last check
@@ -522,7 +522,7 @@ Trainer._truth = _truth
 def _dataset(self: Trainer, sources: str, split: str, augment: bool) -> PoseDataset:
     "A split of `sources`: every annotated image when the objective has no MR term, else only those with a silhouette."
     try: return PoseDataset(self.cfg.data_root, sources, split, augment=augment, seed=self.cfg.seed, size=self.cfg.img_size,
-                            require_mask=self.objective.in_objective("mr"), lspet_val=self.cfg.lspet_val)
+                            require_mask="mask" in self.objective.targets, lspet_val=self.cfg.lspet_val)
     except DataError: raise                                         # already one line naming the file and the fix
     except FileNotFoundError as e:
         fix = "; ".join(GET_COMMANDS.get(s, "").format(root=self.cfg.data_root) for s in sources.split("+"))
@@ -937,7 +937,7 @@ def _validate(self: Trainer) -> dict|None:
     cfg = self.cfg
     if self.val_set is None:
         try: self.val_set = PoseDataset(cfg.data_root, val_sources(cfg), "val", augment=False, seed=cfg.seed, size=cfg.img_size,
-                                        require_mask=self.objective.in_objective("mr"), lspet_val=cfg.lspet_val)
+                                        require_mask="mask" in self.objective.targets, lspet_val=cfg.lspet_val)
         except (FileNotFoundError, DataError) as e:
             log.warning("no validation data (%s); skipping validation", e); self.val_set = False
     if not self.val_set: return None

@@ -47,7 +47,7 @@ def test_overfit_smoke(tmp_path):
     assert (data / "synthetic" / "truth.npz").exists()                        # made on the fly
     rows = _table(out / "overfit_synthetic.csv")
     assert [r["setting"] for r in rows] == ["kpr+none", "both+critic-norot", "baseline:tpose", "baseline:mean_pose",
-                                            "baseline:nearest_2d"]
+                                            "baseline:mean_pose_fixed_camera", "baseline:nearest_2d"]
     assert {r["steps"] for r in rows[:2]} == {"2"} and {r["seeds"] for r in rows[:2]} == {"2"}
     assert all(float(r["KPR_paper_mean"]) > 0 and float(r["PA_MPJPE_mm_mean"]) > 0 for r in rows)
     assert all(float(r["PA_MPJPE_mm_lo"]) <= float(r["PA_MPJPE_mm_mean"]) <= float(r["PA_MPJPE_mm_hi"]) for r in rows[:2])
@@ -77,7 +77,7 @@ def test_lsp_table1_smoke_on_synthetic(tmp_path):
         device="cpu", dpi=40, seeds="0,1")
     rows = _table(out / "table1_synthetic.csv")
     assert [r["setting"] for r in rows] == ["kpr+none", "both+critic", "baseline:tpose", "baseline:mean_pose",
-                                            "baseline:nearest_2d"]
+                                            "baseline:mean_pose_fixed_camera", "baseline:nearest_2d"]
     assert rows[0]["paper_KPR"] == "4.19" and rows[1]["paper_MR"] == "44.03"      # the paper's numbers beside ours
     assert {r["steps"] for r in rows[:2]} == {"2"} and all(float(r["KPR_paper_aug"]) > 0 for r in rows[:2])  # 1 epoch = 10 // 4
     assert all(float(r["PA_MPJPE_mm_mean"]) > 0 for r in rows)                    # synthetic people have 3D truth
