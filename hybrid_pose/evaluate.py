@@ -16,8 +16,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import losses
-from .body import BodyModel, resolve_device
+from .body import BodyModel
 from .camera import image_to_crop_pixels
+from .checkpoint import usable_device
 from .data import ANNOTATES_OCCLUDED, flip_joints3d
 from .losses import KPR_WEIGHT, LSP_PELVIS, Objective, kpr_to_pixels, mr_per_image, root_center
 from .model import THETA_DIM, decode
@@ -813,7 +814,7 @@ def _check_arguments(model, body, stage, paper_batch, max_batches):
 def evaluate(model, # images (B,3,S,S) -> list of Θ (B,85) per IEF stage (e.g. `HybridPoseNet`), or an object with `predict_batch(batch)`
              body: BodyModel, # the body layer that decodes Θ (`body.load_body_model`)
              loader, # yields `PoseDataset` batches (`data.make_loader(ds, shuffle=False)`)
-             device="auto", # see `body.resolve_device`; the model (if a Module) and the body are moved there
+             device="auto", # see `checkpoint.usable_device`; the model (if a Module) and the body are moved there
              stage: int = -1, # which IEF stage to score (-1: the last, the paper's)
              truth=None, # 3D truth for batches without their own "joints3d": None = DATA_ROOT/synthetic/truth.npz of a synthetic dataset if present; False = none at all (the batches' too); a path or dict (synthetic), or {source: path}
              paper_batch: int = 8, # images per group for KPR_paper / MR_paper (the authors' batch size)
@@ -825,7 +826,7 @@ def evaluate(model, # images (B,3,S,S) -> list of Θ (B,85) per IEF stage (e.g. 
     "Evaluate a model over a loader: the paper's KPR/MR, clean per-image errors, PCK, FG/BG and part F1, MPJPE, plausibility."
     _check_arguments(model, body, stage, paper_batch, max_batches)
     predict_batch = getattr(model, "predict_batch", None)
-    dev = resolve_device(device)
+    dev = usable_device(device, "evaluate: device")              # CUDA asked for, none here: one line
     no_truth, truth = truth is False, _resolve_truth(truth, loader)
     read = getattr(getattr(loader, "dataset", None), "read", None) if photo_labels is None else photo_labels or None
     if read is None and photo_labels is not False:

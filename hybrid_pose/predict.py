@@ -17,7 +17,7 @@ from . import __version__
 from .base import EXIT_OK, EXIT_USAGE, UsageError, atomic_write, check_writable
 from .body import BodyModel, LSP_JOINT_NAMES
 from .camera import crop_pixels_to_image, crop_to_pixels
-from .data import CROP_SIZE, crop_image, normalize_image
+from .data import CROP_SIZE, MAX_IMAGE_PIXELS, crop_image, normalize_image
 from .model import HybridPoseNet, decode
 from .checkpoint import Checkpoint, CheckpointError, save_network, usable_body_model, usable_device
 from .render import overlay as blend, rasterize, shade
@@ -56,6 +56,11 @@ def _rgb8(im: Image.Image, # any PIL mode
                            "an 8- or 16-bit PNG")
     return np.asarray(im.convert("RGB")).copy()
 
+def _too_large(w: int|None = None, h: int|None = None) -> PredictError: # the limit is `data.MAX_IMAGE_PIXELS`
+    got = f"is {w}×{h} pixels ({w * h / 1e6:.0f} megapixels)" if w else "is over 179 megapixels"
+    return PredictError(f"{got}: too large to predict on (at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels); downscale it, "
+                        "or crop the person out")
+
 def load_image(image, # a path, a PIL image, or a (H,W,3) uint8 numpy array / tensor ((H,W) grey, (H,W,4) RGBA, (3,H,W) tensor too)
               ) -> np.ndarray: # (H,W,3) uint8 RGB
     "Any supported image as an (H,W,3) uint8 RGB array."
@@ -66,10 +71,12 @@ def load_image(image, # a path, a PIL image, or a (H,W,3) uint8 numpy array / te
                                "pass the path of a JPEG or PNG image")
         try:
             with Image.open(p) as im:
+                if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS: raise _too_large(*im.size)
                 im.load()
                 bits = 16 if im.mode == "I" and im.format == "PNG" else None   # a PNG holds at most 16 bits per sample
                 image = _rgb8(ImageOps.exif_transpose(im), bits)
         except PredictError as e: raise PredictError(f"image file {p}: {e}") from None
+        except Image.DecompressionBombError: raise PredictError(f"image file {p}: {_too_large()}") from None
         except Exception as e:
             raise PredictError(f"image file {p} cannot be decoded ({_first_line(e)}); expected a complete JPEG or "
                                "PNG image — re-export or re-download it") from None

@@ -274,6 +274,12 @@ def test_bad_inputs_give_clear_errors(body, ds):
         TruthModel({"joints3d": np.zeros((1, 14, 3))})(good["image"])
     r = run(m, [None, good])                                                 # a skipped batch is counted
     assert r.summary["skipped_batches"] == 1 and len(r) == 2
+    from hybrid_pose.base import UsageError
+    with pytest.raises(UsageError, match="'gpu' is not a device"):
+        evaluate(m, body, [good], device="gpu", progress=False)
+    if not torch.cuda.is_available():                                        # PyTorch's own message would be several lines
+        with pytest.raises(UsageError, match="CUDA is not available"):
+            evaluate(m, body, [good], device="cuda", progress=False)
 
 
 def test_outputs(body, ds, tmp_path):

@@ -240,3 +240,15 @@ def test_user_reports_installed_command(data, tmp_path):
     one_line_error(sh(tmp_path / "o2", d / "nothing_here", "--out", tmp_path / "o3"), "nothing_here", "does not exist")
     (tmp_path / "empty").mkdir()
     one_line_error(sh(tmp_path / "empty", "--out", tmp_path / "o3"), "holds no images")
+
+
+def test_an_image_over_the_size_limit_says_so(tmp_path, capsys):
+    "An image over `data.MAX_IMAGE_PIXELS` is one line that says it is too large (not 'cannot be decoded ... re-download')."
+    Image.new("1", (12000, 9000)).save(tmp_path / "big.png")              # 108 megapixels in a few kB
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = cli.main(["predict", str(tmp_path / "big.png"), "--out", str(tmp_path / "o"), "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if ": error: " in l]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "12000×9000 pixels" in lines[0] and "too large" in lines[0] and "re-download" not in lines[0], lines[0]
