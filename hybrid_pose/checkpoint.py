@@ -14,6 +14,7 @@ from torch import Tensor
 from .base import EXIT_OK, UsageError, atomic_write, check_writable, one_line
 from .body import BodyModel, KeypointDefinitionWarning, load_body_model, resolve_device
 from .model import HybridPoseNet
+from .data import val_dataset as val_dataset_of
 
 # %% auto #0
 __all__ = ['FORMAT', 'WEIGHTS_FORMAT', 'OLD_FORMATS', 'REQUIRED', 'CheckpointError', 'state_digest', 'save', 'checkpoint_file',
@@ -106,9 +107,8 @@ def read(path, # a checkpoint file or run folder
 def default_val_dataset(dataset: str, # the training sources, e.g. "lsp+lspet" or "synthetic"
                         val_dataset: str = "", # an explicit choice ("" = the default)
                        ) -> str:
-    "Where a run validates: `val_dataset` if given, else the synthetic val split for synthetic runs, else LSP's test half."
-    if val_dataset: return val_dataset
-    return "synthetic" if dataset.split("+") == ["synthetic"] else "lsp"
+    "Where a run validates: `val_dataset` if given, else each training source's own validation split (`data.val_dataset`)."
+    return val_dataset or val_dataset_of(dataset)
 
 def body_record(body: BodyModel) -> dict:
     "What a checkpoint records about its body model: name, source file, LSP-14 keypoint definition."

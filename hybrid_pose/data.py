@@ -172,6 +172,7 @@ class SourceLayout:
     get_masks: str # the command that (re)creates its masks
     split_file: Path|None = None # optional split.json
     truth3d: Path|None = None # its 3D truth (`read_truth3d`), if the source has any
+    repair: str = "" # the command that rebuilds a damaged or short joints.mat
 
 @dataclass(frozen=True)
 class Source:
@@ -191,6 +192,7 @@ class Source:
     split_file: str|None = None # a split.json under data_root that overrides `split_rule` when it exists
     unmasked: str|None = None # images without a silhouette are left out by design, counted under this reason (None: bad data)
     validates_on: str|None = None # the source whose "val" split validates a run trained on this one (None: its own)
+    repair: str = "" # the command that rebuilds a damaged joints.mat ("{root}": data_root; "": `get` with --force)
 
     def layout(self, data_root) -> SourceLayout: # the paths of this source under `data_root`
         root = Path(data_root)
@@ -198,7 +200,8 @@ class Source:
         return SourceLayout(self.name, root / self.folder / "images", root / self.folder / "joints.mat", self.joints_layout,
                             [sub(d) for d in self.mask_dirs], self.digits, self.get.format(root=root),
                             (self.get_masks or self.get).format(root=root),
-                            sub(self.split_file) if self.split_file else None, sub(self.truth3d) if self.truth3d else None)
+                            sub(self.split_file) if self.split_file else None, sub(self.truth3d) if self.truth3d else None,
+                            (self.repair or f"{self.get} --force").format(root=root))
 
     def split_numbers(self, numbers, # image numbers found on disk
                       split: str, # "train", "val" or "all"
@@ -288,7 +291,8 @@ register_source(Source("lspet", "lspet", tail_split, "lspet", ("upi-s1h/data/lsp
 register_source(Source("synthetic", "synthetic", fraction_split, "lsp",
                        ("{folder}/masks", "{folder}", "{folder}/images"), 4,
                        "python -m hybrid_pose.synthetic --out {root}/synthetic", parts=True,
-                       truth3d="synthetic/truth.npz", split_file="synthetic/split.json"))
+                       truth3d="synthetic/truth.npz", split_file="synthetic/split.json",
+                       repair="hybrid-pose synth --n 0 --out {root}/synthetic"))   # rebuilds joints.mat from the per-image records
 register_source(Source("lsp_sample", "lsp_sample", partial(fixed_split, train=range(1, 9), val=range(9, 17)), "lsp",
                        ("{folder}/masks",), 4, "python data_scripts/get_lsp_sample.py --data-root {root}"))
 
@@ -398,14 +402,14 @@ def _numbered_records(self: Source, data_root, split: str, require_mask: bool, r
         raise DataError(lay.images.parent, f"the {src} data of dataset {dataset or src!r} is not there",
                         f"{lay.images}/ and {lay.joints}",
                         f"run `{lay.get}`" + (" (or drop it from `dataset`)" if "+" in dataset else ""), "missing dataset")
-    joints = read_joints(lay.joints, lay.joints_layout, fix=f"run `{lay.get} --force`")
+    joints = read_joints(lay.joints, lay.joints_layout, fix=f"run `{lay.repair}`")
     images, masks = scan_numbered(lay.images, IMAGE_RE), scan_numbered(lay.mask_dirs, MASK_RE)
     parts = scan_numbered(lay.mask_dirs, PARTS_RE)
     beyond = [n for n in images if n > len(joints)]
     if beyond:
         raise DataError(lay.joints, f"holds joints for {len(joints)} images, but {lay.images} has {len(beyond)} more "
                         f"(im {_ranges(beyond)})", "an entry for every image (a joints.mat of the same release)",
-                        f"run `{lay.get} --force`", "short joints")
+                        f"run `{lay.repair}`", "short joints")
     out = []
     for n in self.split_numbers(set(images) | set(masks), split, len(joints), lay.split_file, holdout):
         name = f"im{n:0{lay.digits}d}"

@@ -180,3 +180,18 @@ def test_coco_cache_gives_the_same_samples(coco, tmp_path):
             assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
     entries = list((tmp_path / "cache").rglob("*.npz"))
     assert len(entries) == len(plain) and all(e.parent.parent == tmp_path / "cache" for e in entries)   # one flat folder
+
+
+def test_short_joints_file_gets_the_repair_that_exists(tmp_path):
+    "A short joints.mat is told the command that rebuilds it: `synth --n 0` for synthetic people, `--force` for LSP."
+    import scipy.io
+    write_fake_layout(tmp_path, lsp=(1, 2, 3), lspet=(), synthetic=3)
+    for src, needle in (("synthetic", f"hybrid-pose synth --n 0 --out {tmp_path}/synthetic"),
+                        ("lsp", f"get_lsp.py --data-root {tmp_path} --force")):
+        f = tmp_path / src / "joints.mat"
+        j = scipy.io.loadmat(f)["joints"]
+        short = j[:, :, :2] if j.shape[0] == 3 else j[:2]
+        scipy.io.savemat(f, {"joints": short})
+        with pytest.raises(D.DataError) as e:
+            D.find_records(tmp_path, src, split="all")
+        assert needle in str(e.value) and "synthetic --force" not in str(e.value), str(e.value)
