@@ -530,13 +530,19 @@ def _dataset(self: Trainer, sources: str, split: str, augment: bool) -> PoseData
                                 f"Get it with: {fix}") from None
 Trainer._dataset = _dataset
 
+def _worker_init(worker_id: int):
+    "A loader worker: seeded (`data.seed_worker`), and deaf to Ctrl-C, which the training process handles (`fit`)."
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    seed_worker(worker_id)
+
 def _loader(self: Trainer) -> DataLoader:
     "This epoch's batches for this process, from where the run stands (`batch_in_epoch`)."
     cfg = self.cfg
     base = EpochSampler(self.n_train, cfg.augment or cfg.max_train_images == 0, cfg.seed, self.epoch, self.world, self.rank)
     sampler = ResumableSampler(base, self.batch_in_epoch * self.local_batch)
     return DataLoader(self.train_set, batch_size=self.local_batch, sampler=sampler, num_workers=cfg.num_workers,
-                      collate_fn=collate_skip_none, drop_last=True, worker_init_fn=seed_worker,
+                      collate_fn=collate_skip_none, drop_last=True, worker_init_fn=_worker_init,
                       pin_memory=self.device.type == "cuda", persistent_workers=False,
                       generator=torch.Generator().manual_seed(cfg.seed * 100003 + self.epoch))  # not the global RNG: resume is exact
 Trainer._loader = _loader

@@ -227,21 +227,22 @@ def test_cpu_threads():
         if env is not None: os.environ["OMP_NUM_THREADS"] = env
 
 
-def test_ctrl_c_saves_and_the_rerun_continues(data_root, tmp_path):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_ctrl_c_saves_and_the_rerun_continues(data_root, tmp_path, workers):
     """SIGINT during `hybrid-pose train`: a checkpoint at a step boundary, one line, exit 130; the rerun says where it resumes
     and the elapsed time adds up across the two invocations."""
     import signal, time
     from hybrid_pose.checkpoint import Checkpoint
     out = tmp_path / "run"
     args = [sys.executable, "-m", "hybrid_pose.train", "--set", f"data_root={data_root}", "dataset=synthetic", "body_model=open",
-            "backbone=resnet18", "pretrained=no", "img_size=64", "batch_size=2", "num_workers=0", "max_steps=100000",
+            "backbone=resnet18", "pretrained=no", "img_size=64", "batch_size=2", f"num_workers={workers}", "max_steps=100000",
             "log_every=1", "prior=none", "val_every=-1", "tensorboard=false", "progress=false", f"out_dir={out}"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     metrics = out / "metrics.csv"
     t0 = time.time()
     while (not metrics.exists() or len(metrics.read_text().splitlines()) < 4) and time.time() - t0 < 120: time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
+    os.killpg(p.pid, signal.SIGINT)                                       # as a terminal's Ctrl-C: the loader workers too
     stdout, stderr = p.communicate(timeout=120)
     assert p.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "interrupted at step" in stdout and "rerun the same command to continue" in stdout
