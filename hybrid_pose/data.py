@@ -33,11 +33,11 @@ __all__ = ['log', 'CROP_SIZE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LSP_BONES', 'JO
            'COCO_TO_LSP', 'COCO_HEAD', 'HEAD_TOP_FACTOR', 'COCO_MIN_VISIBLE', 'COCO_BOX_FACTOR', 'COCO_VAL_EVERY',
            'COCO_EXPECTED', 'DataError', 'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout', 'Source',
            'fixed_split', 'tail_split', 'fraction_split', 'UnknownSource', 'register_source', 'get_source',
-           'parse_dataset', 'RegistryView', 'source_layout', 'split_numbers', 'val_dataset', 'Record', 'find_records',
-           'keypoint_center', 'crop_params', 'crop_image', 'crop_labels', 'crop_keypoints', 'crop_to_image',
-           'flip_joints3d', 'read_truth3d', 'part_labels', 'normalize_image', 'denormalize_image', 'EpochSampler',
-           'PoseDataset', 'coco_to_lsp', 'coco_split', 'rasterize_segmentation', 'CocoSource', 'coco_source',
-           'collate_skip_none', 'seed_worker', 'make_loader', 'show_sample']
+           'parse_dataset', 'RegistryView', 'source_layout', 'split_numbers', 'val_dataset', 'saw_photographs',
+           'Record', 'find_records', 'keypoint_center', 'crop_params', 'crop_image', 'crop_labels', 'crop_keypoints',
+           'crop_to_image', 'flip_joints3d', 'read_truth3d', 'part_labels', 'normalize_image', 'denormalize_image',
+           'EpochSampler', 'PoseDataset', 'coco_to_lsp', 'coco_split', 'rasterize_segmentation', 'CocoSource',
+           'coco_source', 'collate_skip_none', 'seed_worker', 'make_loader', 'show_sample']
 
 # %% ../nbs/06_data.ipynb #451df392
 CROP_SIZE = 224  # side of the network's input crop, pixels
@@ -193,6 +193,7 @@ class Source:
     unmasked: str|None = None # images without a silhouette are left out by design, counted under this reason (None: bad data)
     validates_on: str|None = None # the source whose "val" split validates a run trained on this one (None: its own)
     repair: str = "" # the command that rebuilds a damaged joints.mat ("{root}": data_root; "": `get` with --force)
+    photographs: bool = True # its images are photographs of real people (False: rendered, e.g. synthetic people)
 
     def layout(self, data_root) -> SourceLayout: # the paths of this source under `data_root`
         root = Path(data_root)
@@ -292,7 +293,7 @@ register_source(Source("synthetic", "synthetic", fraction_split, "lsp",
                        ("{folder}/masks", "{folder}", "{folder}/images"), 4,
                        "python -m hybrid_pose.synthetic --out {root}/synthetic", parts=True,
                        truth3d="synthetic/truth.npz", split_file="synthetic/split.json",
-                       repair="hybrid-pose synth --n 0 --out {root}/synthetic"))   # rebuilds joints.mat from the per-image records
+                       repair="hybrid-pose synth --n 0 --out {root}/synthetic", photographs=False))   # rebuilds joints.mat from the per-image records
 register_source(Source("lsp_sample", "lsp_sample", partial(fixed_split, train=range(1, 9), val=range(9, 17)), "lsp",
                        ("{folder}/masks",), 4, "python data_scripts/get_lsp_sample.py --data-root {root}"))
 
@@ -333,6 +334,11 @@ def val_dataset(dataset: str, # the training sources, e.g. "lsp+lspet"
                ) -> str: # where such a run validates, e.g. "lsp"
     "The validation sources of a training `dataset`: each source's own validation split, or the one it names (LSPe: LSP's)."
     return "+".join(dict.fromkeys(get_source(n).validates_on or n for n in parse_dataset(dataset)))
+
+def saw_photographs(dataset: str, # the training sources, e.g. "synthetic" or "lsp+lspet"
+                   ) -> bool: # False when every source is rendered (a network trained on it has never seen a photograph)
+    "Whether a run trained on `dataset` has seen photographs of real people."
+    return any(get_source(n).photographs for n in parse_dataset(dataset))
 
 
 # %% ../nbs/06_data.ipynb #07170712

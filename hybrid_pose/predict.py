@@ -21,11 +21,12 @@ from .data import CROP_SIZE, MAX_IMAGE_PIXELS, crop_image, normalize_image
 from .model import HybridPoseNet, decode
 from .checkpoint import Checkpoint, CheckpointError, save_network, usable_body_model, usable_device
 from .render import overlay as blend, rasterize, shade
+from .data import saw_photographs
 
 # %% auto #0
 __all__ = ['IMAGE_HELP', 'IMAGE_SUFFIXES', 'BBOX_SCALE', 'MAX_BBOX_COORD', 'MAX_CROP_RATIO', 'UNTRAINED_WARNING',
-           'UNTRAINED_NOTE', 'FOOTNOTE_COLORS', 'PredictError', 'load_image', 'image_files', 'check_out_dir',
-           'check_batch_size', 'check_bbox', 'crop_from_bbox', 'untrained_network', 'load_checkpoint',
+           'UNTRAINED_NOTE', 'NO_PHOTOGRAPHS_NOTE', 'FOOTNOTE_COLORS', 'PredictError', 'load_image', 'image_files',
+           'check_out_dir', 'check_batch_size', 'check_bbox', 'crop_from_bbox', 'untrained_network', 'load_checkpoint',
            'network_from_checkpoint', 'training_summary', 'Prediction', 'render_overlay', 'Predictor', 'predict',
            'predict_many', 'predict_files', 'mesh_in_frame', 'save_obj', 'save_ply', 'read_obj', 'read_ply',
            'add_footnote', 'save_params_json', 'save_overlay', 'predict_command']
@@ -249,7 +250,14 @@ def training_summary(ck: Checkpoint|None, # the checkpoint; None: no checkpoint
     if ck is None: return UNTRAINED_NOTE
     s = ck.trained_on
     if drawn_with and str(drawn_with) != ck.body_name: s += f", drawn with the {drawn_with} body model"
+    if not _saw_photographs(ck): s += "; " + NO_PHOTOGRAPHS_NOTE
     return s
+
+NO_PHOTOGRAPHS_NOTE = "never saw a photograph (rendered people only): not to be trusted on real images"
+
+def _saw_photographs(ck: Checkpoint) -> bool: # unknown or unregistered datasets count as seen (no false alarm)
+    try: return saw_photographs(ck.dataset) if ck.dataset else True
+    except UsageError: return True
 
 # %% ../nbs/11_predict.ipynb #e55fb857
 @dataclass
@@ -336,6 +344,8 @@ class Predictor:
         self.body = _body(body_model, ck, data_root, self.device)
         self.size = int(size or (ck.image_size if ck is not None else CROP_SIZE))
         self.trained_on = training_summary(ck, self.body.name)      # UNTRAINED_NOTE without a checkpoint
+        if ck is not None and not _saw_photographs(ck):               # the command line prints it as one warning line
+            warnings.warn(f"{ck.path}: trained on {ck.dataset} only, it " + NO_PHOTOGRAPHS_NOTE)
 
     def __repr__(self):
         return (f"Predictor({self.net.config['backbone']}, weights={self.net.weights!r}, checkpoint={self.checkpoint!r}, "
