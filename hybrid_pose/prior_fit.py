@@ -16,14 +16,15 @@ from .base import UsageError
 from .body import SMPL_JOINT_NAMES
 from .camera import project
 from .losses import keypoint_reprojection_loss
-from .poses import PoseBatch, PoseSet, UNSEEN_JOINTS, _quat_from_rotvec, _quat_mul, _rotvec_from_quat, read_poses
-from .natural_poses import CRITIC_STREAM, NaturalPoseSampler, make_pose_sampler, stream_generator
+from .poses import (JointLimitSampler, PoseBatch, PoseSet, UNSEEN_JOINTS, compose_swing_twist, joint_limits, _sample_root,
+                               _quat_from_rotvec, _quat_mul, _rotvec_from_quat, read_poses)
+from .natural_poses import CRITIC_STREAM, POSE_SAMPLERS, NaturalPoseSampler, make_pose_sampler, stream_generator
 from .critic import CriticInput, CriticInputLayer, Prior, UNSEEN_IDS, build_prior, pretrain_prior
 
 # %% auto #0
 __all__ = ['PERSON_CROP', 'POSE_SET_PARTS', 'FIT_VARIANTS', 'People', 'camera_root', 'make_people', 'without_heading',
            'PoseSetSampler', 'FitConfig', 'FitResult', 'theta0', 'pretrain_prior_on', 'fit_terms', 'joint_angle_error',
-           'fit_to_keypoints', 'score_fit']
+           'fit_to_keypoints', 'LimitTableSampler', 'score_fit']
 
 # %% ../nbs/05a_prior_fit.ipynb #f70f6ebb
 PERSON_CROP = 150 / 112   # the person's larger extent in crop units (150 px of a 224-px crop, as the synthetic people)
@@ -222,6 +223,33 @@ def fit_to_keypoints(layer: CriticInputLayer, # the body's joints layer
         pose = pose * free + p0 * (1 - free)
         kpr = keypoint_reprojection_loss(project(layer(pose, betas).joints, cam), keypoints, reduction="none")
     return FitResult(pose.detach(), betas.detach(), cam.detach(), kpr, prior, hist)
+
+# %% ../nbs/05a_prior_fit.ipynb #0d2f682e
+class LimitTableSampler(JointLimitSampler):
+    "`poses.JointLimitSampler` inside any limit table of `poses.JOINT_LIMIT_TABLES` (the same draws for 'authored')."
+    def __init__(self, table: str = "calibrated", **kw): # kw: `JointLimitSampler`'s spread, root, betas_std
+        super().__init__(**kw); joint_limits(table=table); self.table = table   # validates `table`
+    def __repr__(self): return super().__repr__()[:-1] + f", table={self.table!r})"
+
+    def sample(self, n: int, generator: torch.Generator|None = None) -> tuple[Tensor, Tensor]: # pose (n,72), betas (n,10)
+        "Draw `n` poses and shapes, every joint inside the table's ranges (`JointLimitSampler.sample` with `table`)."
+        g = generator
+        lo, hi, ax = joint_limits(torch.float64, table=self.table)
+        eye = torch.eye(3, dtype=torch.float64)
+        axis = eye[ax]
+        r, phi = torch.rand(n, 23, generator=g).double().sqrt(), torch.rand(n, 23, generator=g).double() * 2 * math.pi
+        u = torch.zeros(n, 23, 3, dtype=torch.float64)
+        others = torch.stack([eye[[1, 2]], eye[[0, 2]], eye[[0, 1]]])[ax]
+        u += (r * phi.cos())[..., None] * others[:, 0] + (r * phi.sin())[..., None] * others[:, 1]
+        swing = torch.where(u >= 0, u * hi, -u * lo) * self.spread
+        t = torch.rand(n, 23, generator=g).double()
+        tw_lo, tw_hi = (lo * axis).sum(-1), (hi * axis).sum(-1)
+        body = compose_swing_twist(swing, (tw_lo + t * (tw_hi - tw_lo)) * self.spread, axis.expand(n, 23, 3))
+        pose = torch.cat([_sample_root(n, self.root, g).double(), body.reshape(n, 69)], 1).float()
+        return pose, torch.randn(n, 10, generator=g) * self.betas_std
+
+def _uniform_calibrated(**kw) -> LimitTableSampler: return LimitTableSampler("calibrated", **kw)
+POSE_SAMPLERS["uniform_calibrated"] = _uniform_calibrated   # fakes over real people's ranges (`FitConfig.pretrain_fakes`)
 
 # %% ../nbs/05a_prior_fit.ipynb #0dde1d90
 from .evaluate import pa_mpjpe
