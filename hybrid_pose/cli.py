@@ -205,11 +205,11 @@ def evaluate_command(a) -> int:
 def print_baselines(res, body, loader, ck, root, device, out=None) -> dict:
     "No 3D number read alone: the trivial predictors (`experiments.run_baselines`) on the same images, beside the run."
     from pathlib import Path
-    from hybrid_pose.experiments import BASELINE_LABELS, comparison_markdown, run_baselines
+    from hybrid_pose.experiments import baseline_label, comparison_markdown, run_baselines
     base = run_baselines(body, loader, ck.config, root, device)
-    print("\nThe run beside trivial baselines on the same images (their camera is fitted to the true 2D keypoints, an "
-          "oracle the network does not have):\n")
-    print(comparison_markdown({"this run": res} | {BASELINE_LABELS.get(k, k): r for k, r in base.items()}))
+    print("\nThe run beside trivial baselines on the same images (rows marked 'oracle' use the test images' true 2D "
+          "keypoints, which the network does not have):\n")
+    print(comparison_markdown({"this run": res} | {baseline_label(k): r for k, r in base.items()}))
     for k, r in base.items() if out else ():                             # per-image rows of each baseline beside the run's
         print(f"wrote {r.to_csv(Path(out).with_name(f'{Path(out).stem}_baseline_{k}.csv'))}")
     return base

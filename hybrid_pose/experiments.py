@@ -19,7 +19,7 @@ from .data import PoseDataset, DataError, GET_COMMANDS, denormalize_image, colla
 from .render import render_mesh, overlay
 from .model import decode, mean_theta
 from .camera import fit_weak_perspective
-from .evaluate import evaluate, load_truth, truth_file
+from .evaluate import evaluate, load_truth, truth_file, table_columns
 from .stats import mean_ci, compare
 from .natural_poses import POSE_SAMPLERS
 
@@ -339,9 +339,8 @@ def evaluate_baselines(body, loader, # the body layer; the evaluation loader (th
             for name, a in args.items() if a is not None}
 
 # %% ../nbs/13_experiments.ipynb #58d21s01
-SEED_COLUMNS = {"KPR_px": "KPR_paper_px", "MR_px": "mr_px", "PCK@0.2": "pck@0.2", "FGBG_F1": "fgbg_f1",
-                "parts_F1": "parts_f1", "PA_MPJPE_mm": "pa_mpjpe_mm", "violations": "violations",
-                "viol_unseen": "unseen_violations", "natural_dist_deg": "natural_dist_deg"}
+SEED_COLUMNS = table_columns("KPR_paper_px", "mr_px", "pck@0.2", "fgbg_f1", "parts_f1", "pa_mpjpe_mm", "violations",
+                             "unseen_violations", "natural_dist_deg")   # table column -> summary key, from the metric registry
 
 def seed_rows(results: dict, # setting -> [EvalResult per seed]
               baselines: dict|None = None, # name -> EvalResult (deterministic: one value each)
@@ -393,8 +392,8 @@ def claims(results: dict, # setting or baseline name -> [EvalResult per seed] or
     return out
 
 # %% ../nbs/13_experiments.ipynb #rb000002
-COMPARE_COLUMNS = {"PA_MPJPE_mm": "pa_mpjpe_mm", "MPJPE_mm": "mpjpe_mm", "KPR_px": "KPR_paper_px", "PCK@0.2": "pck@0.2",
-                   "FGBG_F1": "fgbg_f1", "violations": "violations", "natural_dist_deg": "natural_dist_deg"}  # column -> summary key
+COMPARE_COLUMNS = table_columns("pa_mpjpe_mm", "mpjpe_mm", "KPR_paper_px", "pck@0.2", "fgbg_f1", "violations",
+                                "natural_dist_deg")   # table column -> summary key, from the metric registry
 
 def run_baselines(body, loader, # the body layer; the loader the run was evaluated on
                   config: dict, # the run's TrainConfig fields (`Checkpoint.config`)

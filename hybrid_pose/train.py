@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .body import find_smpl_file, load_body_model, resolve_device
+from .body import find_smpl_file, resolve_device
 from .model import HybridPoseNet, decode, split_theta
 from .viz import remove_stale_temps
 from .losses import ALIASES, INPUTS, TERMS, Objective, legacy_term_key as _legacy_term
@@ -22,8 +22,8 @@ from .critic import (PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, Pri
                                 check_prior_options, masked_step, pretrain_prior, prior_defaults, prior_recipe)
 from .poses import JointLimitSampler, PoseStream
 from .natural_poses import POSE_SAMPLERS, CRITIC_STREAM, make_pose_sampler, stream_generator
-from .data import PoseDataset, EpochSampler, collate_skip_none, seed_worker, DataError, GET_COMMANDS
-from .evaluate import batch_joints3d, load_truth, truth_file
+from .data import PoseDataset, EpochSampler, collate_skip_none, seed_worker, DataError, GET_COMMANDS, get_source, parse_dataset
+from .checkpoint import usable_body_model, usable_device
 from . import checkpoint as ckpt
 from .base import (EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_NOTHING, EXIT_INTERRUPTED, UsageError, one_line, check_writable,
                               atomic_write)
@@ -35,7 +35,7 @@ __all__ = ['log', 'LOSSES', 'PRIORS', 'LEGACY', 'PROFILES', 'RESUME_FREE', 'STAT
            'migrate_config', 'TrainConfig', 'setting_name', 'parse_setting', 'setting_fields', 'resolved_body_model',
            'resolve_profile', 'read_config_file', 'load_config', 'apply_overrides', 'ResumableSampler', 'dist_context',
            'real_poses', 'val_sources', 'autocast_dtype', 'determinism', 'rank_seed', 'cpu_threads', 'Trainer',
-           'HostSyncCounter', 'config_changes', 'train', 'build_trainer', 'train_command', 'main']
+           'HostSyncCounter', 'config_changes', 'train', 'build_trainer', 'train_command']
 
 # %% ../nbs/09_train.ipynb #660487bf
 class _Live:
@@ -425,11 +425,11 @@ class Trainer:
         if self.rank == 0: check_writable(self.out, "TrainConfig.out_dir")   # before any work, not at the first checkpoint
         self._setup_process(local)
         self.objective, self.recipe = cfg.objective, cfg.prior_recipe
-        self.body = load_body_model(cfg.body_model, data_root=cfg.data_root, device=self.device)
+        self.body = usable_body_model(cfg.body_model, data_root=cfg.data_root, device=self.device)
         self._build_network()
         resuming = cfg.resume and (self.out / "checkpoint.pt").is_file()
         self._build_prior(pretrain=not resuming)
-        self.truth = self._truth() if "joints3d" in self.objective.targets else None   # a term reads 3D truth
+        if "joints3d" in self.objective.targets: self._check_truth()    # a term reads 3D truth: every source must have it
         if self.rank: torch.manual_seed(rank_seed(cfg.seed, self.rank))  # weights are equal; from here on draws differ per rank
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)   # bf16 needs no loss scaling
         self._nan = torch.zeros(3, dtype=torch.long, device=self.device)  # on the device: skipped, in a row, longest run since the last check
@@ -447,9 +447,7 @@ class Trainer:
     def _setup_process(self, local: int):
         "Process group, device, threads, precision: how this process runs."
         cfg = self.cfg
-        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UsageError(f"TrainConfig.device={cfg.device!r} but this machine has no CUDA GPU that torch can use; "
-                             "set device=cpu (or auto)")
+        usable_device(cfg.device, "TrainConfig.device")             # a typo, or CUDA without a GPU: one line, before any work
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
         self.device = resolve_device(cfg.device)
@@ -510,14 +508,14 @@ def _build_data(self: Trainer, train_set, val_set):
 Trainer._build_data = _build_data
 
 # %% ../nbs/09_train.ipynb #tb000003
-def _truth(self: Trainer) -> dict:
-    "The 3D truth the positive control trains on (`evaluate.load_truth`): the synthetic set's, or a one-line error."
+def _check_truth(self: Trainer):
+    "A term that trains on 3D truth needs it on every image: the batches carry it (`joints3d`) only from sources that have it."
     cfg = self.cfg
-    if "synthetic" not in cfg.dataset.split("+"):
-        raise ValueError(f"TrainConfig.losses={cfg.losses!r} trains on 3D truth, which only the synthetic set has; "
-                         f"got dataset={cfg.dataset!r}. Use dataset='synthetic' or another `losses`")
-    return {"synthetic": load_truth(truth_file(cfg.data_root))}
-Trainer._truth = _truth
+    missing = [n for n in parse_dataset(cfg.dataset) if not get_source(n).truth3d]
+    if missing:
+        raise ValueError(f"TrainConfig.losses={cfg.losses!r} trains on 3D truth, which {', '.join(missing)} does not have "
+                         f"(dataset={cfg.dataset!r}); use a source with 3D truth (e.g. 'synthetic') or another `losses`")
+Trainer._check_truth = _check_truth
 
 def _dataset(self: Trainer, sources: str, split: str, augment: bool) -> PoseDataset:
     "A split of `sources`: every annotated image when the objective has no MR term, else only those with a silhouette."
@@ -555,11 +553,9 @@ def _to_device(self: Trainer, t: Tensor) -> Tensor:
 Trainer._to_device = _to_device
 
 def _targets(self: Trainer, batch: dict) -> dict:
-    "The batch's targets (`losses.INPUTS` of kind \"target\") on the device; 3D truth from the synthetic set when the batch has none."
+    "The batch's targets (`losses.INPUTS` of kind \"target\": keypoints, silhouettes, 3D joints) on the device."
     out = {i.path: self._to_device(batch[i.path]) for i in INPUTS.values()
            if i.kind == "target" and isinstance(batch.get(i.path), Tensor)}
-    if self.truth is not None and "joints3d" not in out:
-        out["joints3d"] = self._to_device(batch_joints3d(self.truth, batch["meta"]).float())
     return out
 Trainer._targets = _targets
 
@@ -998,9 +994,6 @@ def train_command(a) -> int:
     if dist.is_initialized(): dist.destroy_process_group()
     return TRAIN_EXIT[r["status"]]
 
-def main(argv=None) -> int:
-    "`python -m hybrid_pose.train ARGS` (also under torchrun) is `hybrid-pose train ARGS`: one parser, `hybrid_pose.cli`."
-    from hybrid_pose.cli import main as cli_main                    # the command line sits above the trainer
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-if __name__ == "__main__" and "__file__" in globals(): sys.exit(main())  # `python -m`, not a notebook kernel
+if __name__ == "__main__" and "__file__" in globals():   # `python -m hybrid_pose.train ARGS` (also under torchrun) is
+    from hybrid_pose.cli import main as _cli_main         # `hybrid-pose train ARGS`: run as a script, the command line is
+    sys.exit(_cli_main(["train", *sys.argv[1:]]))         # on top; imported as a module, the trainer imports nothing above it

@@ -84,7 +84,7 @@ def test_readme_workflow_needs_no_extra_flags(workdir):
     res = sh(SCRIPT, "evaluate", workdir / "run", "--workers", 0, "--no-progress", cwd=workdir)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "synthetic/val" in res.stderr and "|" in res.stdout
-    assert "| this run |" in res.stdout and "| baseline: T-pose |" in res.stdout     # never a 3D number alone
+    assert "| this run |" in res.stdout and "| oracle: T-pose, camera fitted to the true 2D keypoints |" in res.stdout     # never a 3D number alone
     img = workdir / "data/synthetic/images/im0001.jpg"
     res = sh(SCRIPT, "predict", img, "--checkpoint", workdir / "run", "--out", workdir / "pred", "--no-progress", cwd=workdir)
     assert res.returncode == 0, res.stderr[-3000:]
