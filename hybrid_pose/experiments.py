@@ -30,9 +30,9 @@ __all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES',
            'ORACLE_LABELS', 'LABEL_RENAMES', 'COMPARE_COLUMNS', 'objective_label', 'prior_label', 'setting_label',
            'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting', 'predict_crops', 'mesh_overlays',
            'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose', 'MeanPose', 'Nearest2D',
-           'build_baseline', 'MeanPoseFixedCamera', 'mean_camera', 'parse_seeds', 'per_image', 'pose_pool',
-           'training_poses', 'evaluate_baselines', 'seed_rows', 'baseline_label', 'claims', 'run_baselines',
-           'comparison_markdown', 'PredictionsModel']
+           'build_baseline', 'MeanPoseFixedCamera', 'mean_camera', 'TPoseFixedCamera', 'parse_seeds', 'per_image',
+           'pose_pool', 'training_poses', 'evaluate_baselines', 'seed_rows', 'baseline_label', 'claims',
+           'run_baselines', 'comparison_markdown', 'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
 # The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig; the words come
@@ -287,6 +287,16 @@ def mean_camera(body, poses: Tensor, # the body layer; (P,72) the training poses
     with torch.no_grad(): cams = fit_weak_perspective(body(pose, betas).lsp_joints, keypoints.to(dev, dt))
     return cams.mean(0).float().cpu()
 
+# %% ../nbs/13_experiments.ipynb #0ba7f6f6
+@register_baseline("tpose_fixed_camera")
+class TPoseFixedCamera(TPose):
+    "Θ₀ itself: the T-pose under Θ₀'s camera (0.9, 0, 0), what a network that learnt nothing predicts. No truth of the test image, no training poses: it exists on every dataset (real photographs included)."
+    oracle = False
+    @torch.no_grad()
+    def predict_batch(self, batch: dict) -> list: # [(B,85)]
+        pose, betas = self.body_params(batch)
+        return [torch.cat([mean_theta()[:3].expand(len(pose), 3), pose, betas], 1)]
+
 # %% ../nbs/13_experiments.ipynb #34358d21
 def parse_seeds(seeds) -> list[int]: # "0,1,2", [0, 1, 2] or an int n (seeds 0..n-1)
     "The seeds of an experiment, as a list of distinct ints."
@@ -333,7 +343,8 @@ def evaluate_baselines(body, loader, # the body layer; the evaluation loader (th
     fixed = None
     if train_poses is not None:
         fixed = dict(poses=train_poses, cam=None if train_keypoints is None else mean_camera(body, train_poses, train_keypoints))
-    args = {"tpose": {}, "mean_pose": None if train_poses is None else dict(poses=train_poses), "mean_pose_fixed_camera": fixed,
+    args = {"tpose": {}, "tpose_fixed_camera": {}, "mean_pose": None if train_poses is None else dict(poses=train_poses),
+            "mean_pose_fixed_camera": fixed,
             "nearest_2d": None if pool is None else dict(poses=pool)}
     return {name: evaluate(build_baseline(name, body, **a), body, loader, device=device, progress=False, **kw)
             for name, a in args.items() if a is not None}
@@ -366,7 +377,8 @@ def seed_rows(results: dict, # setting -> [EvalResult per seed]
 
 BASELINE_LABELS = {"tpose": "baseline: T-pose", "mean_pose": "baseline: mean training pose",   # the words before the oracles
                    "nearest_2d": "baseline: nearest pose by 2D keypoints",                          # were named (the command line's)
-                   "mean_pose_fixed_camera": "baseline: mean training pose, fixed camera (no test-time truth)"}
+                   "mean_pose_fixed_camera": "baseline: mean training pose, fixed camera (no test-time truth)",
+                   "tpose_fixed_camera": "baseline: Θ₀, the untrained network's T-pose and camera (no test-time truth)"}
 ORACLE_LABELS = {"tpose": "oracle: T-pose, camera fitted to the true 2D keypoints",
                  "mean_pose": "oracle: mean training pose, camera fitted to the true 2D keypoints",
                  "nearest_2d": "oracle: nearest pose by the true 2D keypoints, camera fitted to them"}

@@ -46,7 +46,7 @@ def test_overfit_smoke(tmp_path):
         device="cpu", dpi=40, seeds="0,1")
     assert (data / "synthetic" / "truth.npz").exists()                        # made on the fly
     rows = _table(out / "overfit_synthetic.csv")
-    assert [r["setting"] for r in rows] == ["kpr+none", "both+critic-norot", "baseline:tpose", "baseline:mean_pose",
+    assert [r["setting"] for r in rows] == ["kpr+none", "both+critic-norot", "baseline:tpose", "baseline:tpose_fixed_camera", "baseline:mean_pose",
                                             "baseline:mean_pose_fixed_camera", "baseline:nearest_2d"]
     assert {r["steps"] for r in rows[:2]} == {"2"} and {r["seeds"] for r in rows[:2]} == {"2"}
     assert all(float(r["KPR_paper_mean"]) > 0 and float(r["PA_MPJPE_mm_mean"]) > 0 for r in rows)
@@ -76,7 +76,7 @@ def test_lsp_table1_smoke_on_synthetic(tmp_path):
         runs_dir=str(tmp_path / "runs"), epochs=1, batch_size=4, profile="quick", settings="kpr+none,both+critic",
         device="cpu", dpi=40, seeds="0,1")
     rows = _table(out / "table1_synthetic.csv")
-    assert [r["setting"] for r in rows] == ["kpr+none", "both+critic", "baseline:tpose", "baseline:mean_pose",
+    assert [r["setting"] for r in rows] == ["kpr+none", "both+critic", "baseline:tpose", "baseline:tpose_fixed_camera", "baseline:mean_pose",
                                             "baseline:mean_pose_fixed_camera", "baseline:nearest_2d"]
     assert rows[0]["paper_KPR"] == "4.19" and rows[1]["paper_MR"] == "44.03"      # the paper's numbers beside ours
     assert {r["steps"] for r in rows[:2]} == {"2"} and all(float(r["KPR_paper_aug"]) > 0 for r in rows[:2])  # 1 epoch = 10 // 4
