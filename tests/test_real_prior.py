@@ -29,7 +29,7 @@ def _table(path):
 
 def _check_outputs(out: Path, n_test_sets: int, seeds: int):
     rows = _table(out / "real_prior_study.csv")
-    assert len(rows) == n_test_sets * 5                                       # no prior, L2, 2 critics, truth per test set
+    assert len(rows) == n_test_sets * 6                                       # no prior, L2, 3 critics, truth per test set
     crit = [r for r in rows if r["fit"].startswith("fixed critic")]
     assert {r["seeds"] for r in crit} == {str(seeds)} and all("±" in r["pa_mpjpe_mm"] for r in crit)
     assert all(r["Δ pa_mpjpe_mm"].count("[") == 1 for r in crit)              # paired to no prior
@@ -38,10 +38,10 @@ def _check_outputs(out: Path, n_test_sets: int, seeds: int):
     side = json.loads((out / "real_prior_study.csv.json").read_text())
     assert side["config"]["seeds"] == seeds and side["data"][0]["sha256"] and side["elapsed_s"] > 0
     claims = _table(out / "real_prior_claims.csv")
-    assert len(claims) == 5 * n_test_sets
+    assert len(claims) == 7 * n_test_sets
     for c in claims:                                                          # Holm-adjusted p never below the raw one
         assert c["sentence"].startswith("no significant difference") == (c["significant"] == "False")
-    assert len(_table(out / "real_prior_2x2.csv")) == 2 and len(_table(out / "real_prior_goals.csv")) == 1 + 2 * (n_test_sets - 1)
+    assert len(_table(out / "real_prior_2x2.csv")) == 3 and len(_table(out / "real_prior_goals.csv")) == 2 * (1 + 2 * (n_test_sets - 1))
     assert (out / "real_prior_study.png").read_bytes()[:4] == b"\x89PNG" and (out / "real_prior_study.png.json").exists()
     return rows, (out / "real_prior_study.md").read_text()
 
