@@ -162,6 +162,12 @@ def test_training_on_coco_from_the_command_line(coco, tmp_path):
     assert "finished 2 steps" in res.stdout, res.stdout[-2000:]
     cfg = json.loads((tmp_path / "run/config.json").read_text())
     assert cfg["dataset"] == f"coco:{d}/mine/annotations.json"
+    ev = subprocess.run([sys.executable, "-m", "hybrid_pose.cli", "evaluate", str(tmp_path / "run"), "--split", "train",
+                         "--workers", "0", "--no-progress", "--out", str(tmp_path / "eval.csv")],
+                        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert "| this run |" in ev.stdout and "oracle:" in ev.stdout and "no test-time truth" in ev.stdout, ev.stdout[-3000:]
+    assert (tmp_path / "eval.csv").read_text().count("\n") >= 2                        # a header and a row per image
     bad = subprocess.run([sys.executable, "-m", "hybrid_pose.cli", "train", "--set", f"dataset=coco:{tmp_path}/none.json",
                           "max_steps=1", "progress=false", f"out_dir={tmp_path / 'run2'}"],
                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
