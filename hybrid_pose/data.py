@@ -174,6 +174,7 @@ class SourceLayout:
     truth3d: Path|None = None # its 3D truth (`read_truth3d`), if the source has any
     repair: str = "" # the command that rebuilds a damaged or short joints.mat
 
+# %% ../nbs/06_data.ipynb #6f81d869
 @dataclass(frozen=True)
 class Source:
     "One image source: its files under `data_root`, what it annotates, its split and the command that gets it."
@@ -221,7 +222,6 @@ class Source:
                                 '{"train": [image numbers], "val": [image numbers]}', "fix or delete it", "bad split file") from None
         else: keep = set(self.split_rule(numbers, split, n_joints, holdout))
         return [n for n in numbers if n in keep]
-
 
 # %% ../nbs/06_data.ipynb #a8f96ffb
 LSP_TRAIN, LSP_VAL = range(1, 1001), range(1001, 2001)  # LSP's standard split (image numbers)

@@ -116,6 +116,7 @@ def _save_joints(path: Path, joints: np.ndarray, layout: str):
     path.parent.mkdir(parents=True, exist_ok=True)
     scipy.io.savemat(path, {"joints": arr.astype(np.float64)}, do_compression=True)
 
+# %% ../nbs/06a_fixtures.ipynb #c07ca827
 def write_fake_layout(data_root, # folder to write into (created; existing files with the same names are replaced)
                       lsp=(1, 2, 3, 1001, 1002), # LSP image numbers to write
                       lspet=(1, 2, 3), # LSPe image numbers to write
@@ -193,6 +194,7 @@ def _rle(mask: np.ndarray, compressed: bool = False) -> dict:
             s.append(chr((c | 0x20 if more else c) + 48))
     return {"size": list(mask.shape), "counts": "".join(s)}
 
+# %% ../nbs/06a_fixtures.ipynb #e4bc2399
 def write_fake_coco(folder, # folder to write annotations.json and images/ into (created)
                     image_ids=(1, 2, 3, 10), # COCO image ids (multiples of 10 are `data`'s validation split)
                     seed: int = 0,
@@ -235,4 +237,3 @@ def write_fake_coco(folder, # folder to write annotations.json and images/ into 
     (folder / "annotations.json").write_text(json.dumps({"images": images, "annotations": anns,
         "categories": [{"id": 1, "name": "person", "keypoints": list(COCO_KEYPOINTS), "skeleton": []}]}))
     return out
-

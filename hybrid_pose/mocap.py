@@ -327,6 +327,7 @@ def _kabsch(src: Tensor, dst: Tensor) -> Tensor: # (B,N,3) each -> (B,3,3) R min
 
 def _unit(v: Tensor) -> Tensor: return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-9)
 
+# %% ../nbs/04b_mocap.ipynb #cbcdb51a
 def retarget(body: BodyModel, # the body to pose (open or SMPL; float64 recommended)
              points: Tensor, # (B,K,3) captured points in the correspondence's order, any unit, y up
              corr: Correspondence|str = "cmu", # a `CORRESPONDENCES` entry

@@ -81,6 +81,7 @@ def kf(*parts: dict) -> dict:
 
 def _mirror_name(n: str) -> str: return n.replace("left_", "@").replace("right_", "left_").replace("@", "right_")
 
+# %% ../nbs/04a_natural_poses.ipynb #e8a39eaf
 def mirror_keyframe(k: dict) -> dict:
     "The same keyframe with left and right swapped (the body reflected in its x = 0 plane)."
     return {_mirror_name(n): mirror_angles(v) for n, v in k.items()}
@@ -260,6 +261,7 @@ def _library(names: list) -> tuple[Tensor, Tensor]:
         segs += [(a, first + i, first + i + 1) for i in range(len(ks) - 1)] or [(a, first, first)]
     return torch.stack(frames), torch.tensor(segs)
 
+# %% ../nbs/04a_natural_poses.ipynb #f78d94a6
 class NaturalPoseSampler:
     "Poses of people doing sports and everyday things: library keyframes blended, mirrored, jittered and turned."
     def __init__(self, activities: list|None = None, # names in `ACTIVITIES` (default: all)

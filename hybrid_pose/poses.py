@@ -287,6 +287,8 @@ def _read_in_frame(poses: np.ndarray, frame: str, y_up, fallback: str = "y_up") 
 def _with_frame(ps: PoseSet, frame: str, tilt: dict) -> PoseSet:
     ps.frame, ps.tilt_deg = frame, tilt
     return ps
+
+# %% ../nbs/04_poses.ipynb #3961d3d9
 def read_mosh_tfrecord(path, # a `neutrSMPL_*.tfrecord` shard
                        verify: bool = True, # check the payload CRCs
                        frame: str = SOURCE_FRAMES["mosh_tfrecord"], # "auto" (measured per file), "y_up" or "z_up"

@@ -126,6 +126,7 @@ def _depth_key(z: Tensor, face: Tensor) -> Tensor:
     i = z.float().view(torch.int32)
     return (torch.where(i >= 0, i, i ^ 0x7FFFFFFF).long() << 32) | face
 
+# %% ../nbs/02_render.ipynb #95428acf
 def _coverage(verts: Tensor, faces: Tensor, H: int, W: int, chunk: int, zbuffer: bool,
               perspective_correct: bool = False, znear: float|None = None) -> Tensor:
     "(B·H·W,) z-buffer keys (`zbuffer`) or coverage mask of screen-space triangles; no autograd."
@@ -325,6 +326,7 @@ def render_mesh(
         lit = vertices
     return shade(fr, lit, faces, **shading)
 
+# %% ../nbs/02_render.ipynb #ace8952c
 def overlay(
     image: Tensor,     # (B,H,W,3) or (H,W,3) RGB photo, float in [0,1] (uint8 is divided by 255)
     rendered: Tensor,  # (B,H,W,4) RGBA from `shade`/`render_mesh` (or (B,H,W) mask: drawn in light blue)
@@ -435,6 +437,7 @@ def _soft_pairs(rows, f, px, py, pix, S, sigma: float, cut: float, grad: bool):
     e = (m1 + 2 * m2).to(torch.uint8)                                       # nearest edge; compact indices
     return sel(f).int(), e, pa.int(), g, pick(1), pick(2), pick(3)
 
+# %% ../nbs/02_render.ipynb #c0d7b49d
 class _SoftCoverage(torch.autograd.Function):
     "S(p) = Σ over (triangle, pixel) pairs of relu(softplus(δ d²/σ²) − softplus(−κ²)), with a hand-written backward."
     @staticmethod

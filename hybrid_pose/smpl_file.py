@@ -77,7 +77,7 @@ def _chumpy_standin(module:str, name:str) -> type:
     "A `ChumpyStub` subclass that remembers which chumpy class the pickle named."
     return type(name, (ChumpyStub,), {'chumpy_name': f'{module}.{name}', '__module__': __name__})
 
-
+# %% ../nbs/00a_smpl_file.ipynb #48517ef4
 def _sparse_to_dense(m) -> np.ndarray:
     "Densify a `scipy.sparse` matrix, rebuilding it from its raw fields (robust to states pickled by old SciPy)."
     d, fmt = vars(m), getattr(m, 'format', None)
@@ -250,7 +250,7 @@ def _with_chumpy_standin(fn):
             for k in [k for k in sys.modules if k == 'chumpy' or k.startswith('chumpy.')]: del sys.modules[k]
             sys.modules.update(saved)
 
-
+# %% ../nbs/00a_smpl_file.ipynb #68e00460
 def write_smpl_like_pkl(
     path:str|Path, # where to write the `.pkl`
     n_verts:int=30, # V (6890 in the real model)
@@ -320,7 +320,7 @@ def _expect(source, key, a, expected, V=None):
         vinfo = f" with V = {V} vertices (from v_template)" if 'V' in expected and V is not None else ''
         raise ValueError(f"{source}: '{key}' has shape {tuple(a.shape)}, expected {want}{vinfo}")
 
-
+# %% ../nbs/00a_smpl_file.ipynb #0ef5c16b
 def clean_smpl_arrays(
     model:dict, # as returned by `load_smpl_pkl`
     source:str|Path='<model>', # file name for error messages
@@ -369,7 +369,7 @@ def clean_smpl_arrays(
         _expect(source, 'cocoplus_regressor', out['cocoplus_regressor'], (COCOPLUS_NUM_JOINTS, 'V'), V)
     return out
 
-
+# %% ../nbs/00a_smpl_file.ipynb #fdbf71fe
 def convert_smpl(
     pkl_path:str|Path, # official SMPL model `.pkl` (or HMR's `neutral_smpl_with_cocoplus_reg.pkl`)
     out_path:str|Path, # the `.npz` to write, e.g. `data/smpl/SMPL_NEUTRAL.npz` (folders are created)
