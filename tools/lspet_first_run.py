@@ -26,10 +26,10 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=6, help="held-out images in the overlay figure (default 6)")
     a = p.parse_args(argv)
     from hybrid_pose.checkpoint import Checkpoint
-    from hybrid_pose.cli import UsageError, one_line
+    from hybrid_pose.base import UsageError, one_line
     from hybrid_pose.data import PoseDataset, denormalize_image, make_loader
     from hybrid_pose.evaluate import METRIC_PROTOCOLS, evaluate
-    from hybrid_pose.experiments import BASELINE_LABELS, build_baseline, evaluate_baselines, mesh_overlays, overlay_grid, pose_pool
+    from hybrid_pose.experiments import baseline_label, build_baseline, evaluate_baselines, mesh_overlays, overlay_grid, pose_pool
     from hybrid_pose.model import HybridPoseNet, decode
     from hybrid_pose.viz import save_figure, save_table
     t0 = time.time()
@@ -43,8 +43,8 @@ def main(argv=None) -> int:
         body = ck.body_model(None, str(root), "cpu")
         ds = PoseDataset(root, "lspet", "val", augment=False, size=ck.image_size, require_mask=False,
                          lspet_val=int(cfg["lspet_val"]))
-    except UsageError as e:
-        print(one_line(e), file=sys.stderr); return 2
+    except (UsageError, FileNotFoundError) as e:
+        print(f"lspet_first_run: error: {one_line(e)}", file=sys.stderr); return 2
     loader = lambda: make_loader(ds, batch_size=16, shuffle=False, num_workers=0)
     torch.manual_seed(int(cfg.get("seed", 0)))
     untrained = HybridPoseNet(cfg["backbone"], False, cfg["n_iter"]).eval()
@@ -52,13 +52,14 @@ def main(argv=None) -> int:
     pool = pose_pool("natural", 2000)
     results = {str(ck.trained_on): evaluate(trained, body, loader(), progress=False),
                "untrained network (same architecture, seed)": evaluate(untrained, body, loader(), progress=False)}
-    results |= {BASELINE_LABELS[k]: r for k, r in evaluate_baselines(body, loader(), None, pool).items()}
+    results |= {baseline_label(k): r for k, r in evaluate_baselines(body, loader(), None, pool).items()}
     cols = ["pck@0.2", "pck_crop@0.1", "KPR_paper", "KPR_paper_px", "kp_l2_px", "violations", "unseen_violations",
             "natural_dist_deg"]
     rows = [{"predictor": k, "images": r.summary["images"], **{c: r.summary[c] for c in cols}} for k, r in results.items()]
     caption = ("LSPe's last " + str(cfg["lspet_val"]) + " images (held out from training), deterministic crops. " +
                "; ".join(f"{c}: {METRIC_PROTOCOLS[c]}" for c in cols if c in METRIC_PROTOCOLS) +
-               ". Baselines stand on a camera fitted to the true 2D keypoints (an oracle the networks do not have). "
+               ". Rows marked 'oracle' use the test images' true 2D keypoints (their camera is fitted to them; the nearest "
+               "pose is chosen by them), which the networks do not have; the Θ₀ row uses no test-time truth. "
                "One training seed: no interval; a first look, not a result.")
     out = Path(a.out)
     save_table(rows, out / "lspet_first_run.csv", vars(a), data=[root / "lspet" / "joints.mat", ck.path], started=t0,
@@ -70,11 +71,11 @@ def main(argv=None) -> int:
                 "trained network": mesh_overlays(decode(trained(batch["image"])[-1], body, ck.image_size), body, batch["image"])}
         for name in ("nearest_2d", "tpose"):
             b = build_baseline(name, body, **({"poses": pool} if name == "nearest_2d" else {}))
-            grid[BASELINE_LABELS[name].replace("baseline: ", "")] = mesh_overlays(
+            grid[baseline_label(name)] = mesh_overlays(
                 decode(b.predict_batch(batch)[0], body, ck.image_size), body, batch["image"])
     fig = overlay_grid(grid)
     save_figure(fig, out / "lspet_first_run.png", vars(a), data=[root / "lspet" / "joints.mat", ck.path], started=t0,
-                label="held-out LSPe images; baselines' camera fitted to the true keypoints", train_config=cfg)
+                label="held-out LSPe images; oracle rows: camera fitted to the true keypoints", train_config=cfg)
     for r in rows: print(" | ".join(f"{v:.3f}" if isinstance(v, float) and math.isfinite(v) else str(v) for v in r.values()))
     print(f"wrote {out / 'lspet_first_run.csv'} and .png in {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
