@@ -98,7 +98,9 @@ def experiment_config(setting: str, # e.g. "both+critic"
     return TrainConfig(**(base | dict(out_dir=str(Path(runs_dir) / setting)) | overrides))
 
 def pose_source_for(data_root) -> str:
-    "Real poses for the critic: data_root/mosh or data_root/amass when present, else the natural-pose library (`natural_poses`)."
+    "Real poses for the critic: the CMU training subjects (`get_cmu_mocap.py`), data_root/mosh or data_root/amass when present, else the natural-pose library."
+    cmu = Path(data_root) / "cmu_mocap" / "cmu_train.npz"        # training subjects only: cmu_heldout.npz stays a test set
+    if cmu.is_file(): return str(cmu)
     for name in ("mosh", "amass"):
         if (Path(data_root) / name).is_dir() and any((Path(data_root) / name).rglob("*.*")): return str(Path(data_root) / name)
     return "natural"
