@@ -453,13 +453,14 @@ def pretrain_prior(prior: Prior, # updated in place
                    batch: int, # poses per side in each update
                    seed: int = 0, # the real-pose stream and the fakes' draws
                    fakes: str = "uniform", # a `natural_poses.POSE_SAMPLERS` name (root "zero"): what the prior learns to reject
+                   real = None, # the real poses: anything with `.batches(batch, seed)` (e.g. `prior_fit.PoseSetSampler`); None: the library
                   ) -> Prior:
-    "Train a prior alone: natural poses (the library's critic stream) against a reference sampler's poses."
+    "Train a prior alone: real poses (default: the library's critic stream) against a reference sampler's poses."
     dev = next(layer.buffers()).device
-    real, g = NaturalPoseSampler(root="zero").batches(batch, seed), stream_generator(seed, 1)
-    fake_sampler = make_pose_sampler(fakes, root="zero")
+    stream = (real or NaturalPoseSampler(root="zero")).batches(batch, seed)
+    g, fake_sampler = stream_generator(seed, 1), make_pose_sampler(fakes, root="zero")
     for _ in range(steps):
-        r, (fp, fb) = next(real), fake_sampler.sample(batch, g)
+        r, (fp, fb) = next(stream), fake_sampler.sample(batch, g)
         with torch.no_grad(): rc, fc = layer(r.pose.to(dev), r.betas.to(dev)), layer(fp.to(dev), fb.to(dev))
         prior.update(rc, fc, g if dev.type == "cpu" else None)
     return prior

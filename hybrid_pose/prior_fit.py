@@ -23,8 +23,8 @@ from .critic import CriticInput, CriticInputLayer, Prior, UNSEEN_IDS, build_prio
 
 # %% auto #0
 __all__ = ['PERSON_CROP', 'POSE_SET_PARTS', 'FIT_VARIANTS', 'People', 'camera_root', 'make_people', 'without_heading',
-           'PoseSetSampler', 'FitConfig', 'FitResult', 'theta0', 'pretrain_prior_on', 'fit_terms', 'joint_angle_error',
-           'fit_to_keypoints', 'LimitTableSampler', 'score_fit']
+           'PoseSetSampler', 'FitConfig', 'FitResult', 'theta0', 'fit_terms', 'joint_angle_error', 'fit_to_keypoints',
+           'LimitTableSampler', 'score_fit']
 
 # %% ../nbs/05a_prior_fit.ipynb #f70f6ebb
 PERSON_CROP = 150 / 112   # the person's larger extent in crop units (150 px of a 224-px crop, as the synthetic people)
@@ -148,23 +148,6 @@ def theta0(n: int) -> tuple[Tensor, Tensor, Tensor]: # pose (n,72), betas (n,10)
     pose = torch.zeros(n, 72); pose[:, 0] = math.pi
     return pose, torch.zeros(n, 10), torch.tensor([0.9, 0., 0.]).repeat(n, 1)
 
-def pretrain_prior_on(prior: Prior, # updated in place
-                      layer: CriticInputLayer, # the LSP-only joints layer, on the prior's device
-                      steps: int, batch: int, seed: int = 0, # prior updates, poses per side, the streams' seed
-                      fakes: str = "uniform", # a `natural_poses.POSE_SAMPLERS` name (root "zero"): what the prior learns to reject
-                      real = None, # real poses: anything with `.batches(batch, seed)` (a `PoseSetSampler`); None: the whole library
-                     ) -> Prior:
-    "`critic.pretrain_prior` with a choice of real poses (None: exactly `pretrain_prior`)."
-    if real is None: return pretrain_prior(prior, layer, steps, batch, seed, fakes)
-    dev = next(layer.buffers()).device
-    stream, g = real.batches(batch, seed), stream_generator(seed, 1)
-    fake_sampler = make_pose_sampler(fakes, root="zero")
-    for _ in range(steps):
-        r, (fp, fb) = next(stream), fake_sampler.sample(batch, g)
-        with torch.no_grad(): rc, fc = layer(r.pose.to(dev), r.betas.to(dev)), layer(fp.to(dev), fb.to(dev))
-        prior.update(rc, fc, g if dev.type == "cpu" else None)
-    return prior
-
 
 # %% ../nbs/05a_prior_fit.ipynb #dfa319dc
 def fit_terms(layer: CriticInputLayer, pose: Tensor, betas: Tensor, cam: Tensor, # (N,72), (N,10), (N,3)
@@ -203,7 +186,7 @@ def fit_to_keypoints(layer: CriticInputLayer, # the body's joints layer
     n = keypoints.shape[0]
     if prior is None and cfg.prior != "none":
         torch.manual_seed(seed)
-        prior = pretrain_prior_on(build_prior(cfg.prior, **cfg.prior_options), layer, cfg.pretrain_steps, n, seed, cfg.pretrain_fakes, real)
+        prior = pretrain_prior(build_prior(cfg.prior, **cfg.prior_options), layer, cfg.pretrain_steps, n, seed, cfg.pretrain_fakes, real)
     p0, b0, c0 = theta0(n)
     pose, betas, cam = (t.clone().requires_grad_() for t in (p0, b0, c0))
     free = _free_mask(cfg)
