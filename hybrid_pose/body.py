@@ -155,48 +155,53 @@ class BodyModel(nn.Module):
         return (f"name={self.name!r}, vertices={self.num_vertices}, faces={len(self.faces)}, betas={self.num_betas}, "
                 f"pose_correctives={self.has_posedirs}, lsp_joints={self.lsp_definition}")
 
-    def _check(self, pose: Tensor, betas: Tensor):
-        dt, dev = self.v_template.dtype, self.v_template.device
-        if not isinstance(pose, Tensor) or not isinstance(betas, Tensor):
-            raise TypeError("BodyModel.forward expects tensors: pose (B,72) and betas (B,10)")
-        if pose.ndim == 3 and pose.shape[1:] == (24, 3): pose = pose.reshape(pose.shape[0], 72)
-        if pose.ndim != 2 or pose.shape[1] != 72:
-            raise ValueError(f"pose must be (B,72) axis-angle, root first (or (B,24,3)); got {tuple(pose.shape)}")
-        if betas.ndim != 2 or betas.shape[1] != self.num_betas or betas.shape[0] != pose.shape[0]:
-            raise ValueError(f"betas must be (B,{self.num_betas}) with B = pose's batch ({pose.shape[0]}); "
-                             f"got {tuple(betas.shape)}")
-        if pose.shape[0] < 1: raise ValueError("empty batch: B must be >= 1")
-        for n, t in (("pose", pose), ("betas", betas)):
-            if t.dtype != dt:
-                raise TypeError(f"{n} is {t.dtype} but the body model is {dt}; call model.to({t.dtype}) "
-                                f"or pass {n}.to({dt})")
-            if t.device != dev:
-                raise ValueError(f"{n} is on {t.device} but the body model is on {dev}; move one of them")
-        return pose, betas
+# %% ../nbs/00_body.ipynb #91151349
+def _body_check(self: BodyModel, pose: Tensor, betas: Tensor):
+    dt, dev = self.v_template.dtype, self.v_template.device
+    if not isinstance(pose, Tensor) or not isinstance(betas, Tensor):
+        raise TypeError("BodyModel.forward expects tensors: pose (B,72) and betas (B,10)")
+    if pose.ndim == 3 and pose.shape[1:] == (24, 3): pose = pose.reshape(pose.shape[0], 72)
+    if pose.ndim != 2 or pose.shape[1] != 72:
+        raise ValueError(f"pose must be (B,72) axis-angle, root first (or (B,24,3)); got {tuple(pose.shape)}")
+    if betas.ndim != 2 or betas.shape[1] != self.num_betas or betas.shape[0] != pose.shape[0]:
+        raise ValueError(f"betas must be (B,{self.num_betas}) with B = pose's batch ({pose.shape[0]}); "
+                         f"got {tuple(betas.shape)}")
+    if pose.shape[0] < 1: raise ValueError("empty batch: B must be >= 1")
+    for n, t in (("pose", pose), ("betas", betas)):
+        if t.dtype != dt:
+            raise TypeError(f"{n} is {t.dtype} but the body model is {dt}; call model.to({t.dtype}) "
+                            f"or pass {n}.to({dt})")
+        if t.device != dev:
+            raise ValueError(f"{n} is on {t.device} but the body model is on {dev}; move one of them")
+    return pose, betas
 
-    def forward(self, pose: Tensor, # (B,72) axis-angle, SMPL joint order, root first
-                betas: Tensor, # (B,10) shape coefficients
-               ) -> BodyOutput:
-        "Pose and shape the body."
-        pose, betas = self._check(pose, betas)
-        B = pose.shape[0]
-        v_shaped = self.v_template + blend_shapes(betas, self.shapedirs)
-        J = vertices2joints(self.J_regressor, v_shaped)
-        rotmats = batch_rodrigues(pose.reshape(-1, 3)).reshape(B, 24, 3, 3)
-        if self.has_posedirs:
-            eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
-            v_shaped = v_shaped + ((rotmats[:, 1:] - eye).reshape(B, -1) @ self.posedirs).reshape(B, -1, 3)
-        joints, A = rigid_transforms(rotmats, J, self.parent_ids)
-        T = (self.weights @ A.reshape(B, 24, 16)).reshape(B, -1, 4, 4)
-        verts = (T[..., :3, :3] @ v_shaped.unsqueeze(-1)).squeeze(-1) + T[..., :3, 3]
-        lsp = vertices2joints(self.lsp_regressor, verts) if self.lsp_regressor is not None else self.skeleton_lsp(verts, joints)
-        return BodyOutput(vertices=verts, joints=joints, lsp_joints=lsp, rotmats=rotmats)
+def _body_forward(self: BodyModel, pose: Tensor, # (B,72) axis-angle, SMPL joint order, root first
+            betas: Tensor, # (B,10) shape coefficients
+           ) -> BodyOutput:
+    "Pose and shape the body."
+    pose, betas = self._check(pose, betas)
+    B = pose.shape[0]
+    v_shaped = self.v_template + blend_shapes(betas, self.shapedirs)
+    J = vertices2joints(self.J_regressor, v_shaped)
+    rotmats = batch_rodrigues(pose.reshape(-1, 3)).reshape(B, 24, 3, 3)
+    if self.has_posedirs:
+        eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+        v_shaped = v_shaped + ((rotmats[:, 1:] - eye).reshape(B, -1) @ self.posedirs).reshape(B, -1, 3)
+    joints, A = rigid_transforms(rotmats, J, self.parent_ids)
+    T = (self.weights @ A.reshape(B, 24, 16)).reshape(B, -1, 4, 4)
+    verts = (T[..., :3, :3] @ v_shaped.unsqueeze(-1)).squeeze(-1) + T[..., :3, 3]
+    lsp = vertices2joints(self.lsp_regressor, verts) if self.lsp_regressor is not None else self.skeleton_lsp(verts, joints)
+    return BodyOutput(vertices=verts, joints=joints, lsp_joints=lsp, rotmats=rotmats)
 
-    def skeleton_lsp(self, vertices: Tensor, # (B,V,3) posed mesh
-                     joints: Tensor, # (B,24,3) posed SMPL joints
-                    ) -> Tensor: # (B,14,3) LSP-14 as SMPL joints + the head-top vertices' mean
-        "LSP-14 by the `smpl_joints+head_top` definition (whatever the model's own definition)."
-        return torch.cat([joints[:, SMPL_TO_LSP], vertices[:, self.head_top_ids].mean(1, keepdim=True)], 1)
+def _body_skeleton_lsp(self: BodyModel, vertices: Tensor, # (B,V,3) posed mesh
+                 joints: Tensor, # (B,24,3) posed SMPL joints
+                ) -> Tensor: # (B,14,3) LSP-14 as SMPL joints + the head-top vertices' mean
+    "LSP-14 by the `smpl_joints+head_top` definition (whatever the model's own definition)."
+    return torch.cat([joints[:, SMPL_TO_LSP], vertices[:, self.head_top_ids].mean(1, keepdim=True)], 1)
+
+BodyModel._check = _body_check
+BodyModel.forward = _body_forward
+BodyModel.skeleton_lsp = _body_skeleton_lsp
 
 # %% ../nbs/00_body.ipynb #1c2b8b4d
 def resolve_device(device=None # None/"cpu", "auto" (CUDA if available), "cuda", "cuda:1" or a torch.device

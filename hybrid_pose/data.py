@@ -758,134 +758,149 @@ class PoseDataset(Dataset):
         "The epoch used by plain integer indexing."
         self.epoch = epoch
 
-    def crop_of(self, index: int, epoch: int = 0) -> tuple:
-        "The crop (centre, box side, flipped) of sample `index` in `epoch` (the same in every process)."
-        rng = np.random.default_rng((self.seed, epoch, index)) if self.augment else None
-        rec = self.records[index]
-        box, jitter = self._box(rec)
-        return crop_params(rec.keypoints, rng, box, jitter, self.scale, self.flip, center=rec.center)
+# %% ../nbs/06_data.ipynb #6e32f829
+def _ds_crop_of(self: PoseDataset, index: int, epoch: int = 0) -> tuple:
+    "The crop (centre, box side, flipped) of sample `index` in `epoch` (the same in every process)."
+    rng = np.random.default_rng((self.seed, epoch, index)) if self.augment else None
+    rec = self.records[index]
+    box, jitter = self._box(rec)
+    return crop_params(rec.keypoints, rng, box, jitter, self.scale, self.flip, center=rec.center)
 
-    def _box(self, rec: Record) -> tuple:
-        "(box side at scale 1, centre jitter in px) of `rec`: the dataset's, or scaled to the record's own person box."
-        if rec.box is None: return self.box_px, self.jitter
-        return float(rec.box), int(round(self.jitter * rec.box / self.box_px))
+def _ds_box(self: PoseDataset, rec: Record) -> tuple:
+    "(box side at scale 1, centre jitter in px) of `rec`: the dataset's, or scaled to the record's own person box."
+    if rec.box is None: return self.box_px, self.jitter
+    return float(rec.box), int(round(self.jitter * rec.box / self.box_px))
 
-    def _fixes(self, rec: Record) -> tuple:
-        lay = self.sources[rec.source].layout(self.data_root)
-        return f"re-download the images (`{lay.get}`)", f"re-download the masks (`{lay.get_masks}`)"
+def _ds_fixes(self: PoseDataset, rec: Record) -> tuple:
+    lay = self.sources[rec.source].layout(self.data_root)
+    return f"re-download the images (`{lay.get}`)", f"re-download the masks (`{lay.get_masks}`)"
 
-    def _open(self, index: int) -> dict:
-        "The decoded PIL images of sample `index` (image, mask, parts; None where absent), checked."
-        rec = self.records[index]
-        fix_img, fix_mask = self._fixes(rec)
-        out = dict(image=_open_rgb(rec.image, fix_img),
-                   mask=None if rec.mask is None else _open_labels(rec.mask, "silhouette", fix_mask),
-                   parts=None if rec.parts is None else _open_labels(rec.parts, "part mask", fix_mask))
-        W, H = out["image"].size
-        if rec.segmentation is not None: out["mask"] = rasterize_segmentation(rec.segmentation, (W, H), rec.image)
-        for k, p in (("mask", rec.mask), ("parts", rec.parts)):
-            if out[k] is not None and out[k].size != (W, H):
-                raise _size_error(p, out[k].size, rec.image, (W, H), self.sources[rec.source].layout(self.data_root))
-        if out["mask"] is not None and out["mask"].getbbox() is None:
-            raise DataError(rec.mask or f"{rec.image} (its segmentation)", "is empty (no pixel > 0)", "a silhouette with foreground pixels",
-                            f"{fix_mask}, or pass require_mask=False", "empty mask")
-        return out
+def _ds_open(self: PoseDataset, index: int) -> dict:
+    "The decoded PIL images of sample `index` (image, mask, parts; None where absent), checked."
+    rec = self.records[index]
+    fix_img, fix_mask = self._fixes(rec)
+    out = dict(image=_open_rgb(rec.image, fix_img),
+               mask=None if rec.mask is None else _open_labels(rec.mask, "silhouette", fix_mask),
+               parts=None if rec.parts is None else _open_labels(rec.parts, "part mask", fix_mask))
+    W, H = out["image"].size
+    if rec.segmentation is not None: out["mask"] = rasterize_segmentation(rec.segmentation, (W, H), rec.image)
+    for k, p in (("mask", rec.mask), ("parts", rec.parts)):
+        if out[k] is not None and out[k].size != (W, H):
+            raise _size_error(p, out[k].size, rec.image, (W, H), self.sources[rec.source].layout(self.data_root))
+    if out["mask"] is not None and out["mask"].getbbox() is None:
+        raise DataError(rec.mask or f"{rec.image} (its segmentation)", "is empty (no pixel > 0)", "a silhouette with foreground pixels",
+                        f"{fix_mask}, or pass require_mask=False", "empty mask")
+    return out
 
-    def read(self, index: int) -> dict:
-        "The whole image and labels of sample `index`, decoded and checked: image (H,W,3) uint8, mask (H,W) bool or None, parts, keypoints."
-        o = self._open(index)
-        return dict(image=np.asarray(o["image"]), mask=None if o["mask"] is None else np.asarray(o["mask"]) > 0,
-                    parts=None if o["parts"] is None else np.asarray(o["parts"]),
-                    keypoints=self.records[index].keypoints, record=self.records[index])
+def _ds_read(self: PoseDataset, index: int) -> dict:
+    "The whole image and labels of sample `index`, decoded and checked: image (H,W,3) uint8, mask (H,W) bool or None, parts, keypoints."
+    o = self._open(index)
+    return dict(image=np.asarray(o["image"]), mask=None if o["mask"] is None else np.asarray(o["mask"]) > 0,
+                parts=None if o["parts"] is None else np.asarray(o["parts"]),
+                keypoints=self.records[index].keypoints, record=self.records[index])
 
-    def _region(self, rec: Record, full_size: tuple) -> tuple:
-        "(x0, y0, x1, y1): every pixel an augmented or validation crop of `rec` can read."
-        c = keypoint_center(rec.keypoints) if rec.center is None else np.asarray(rec.center, dtype=np.float64)
-        box, jitter = self._box(rec)
-        half = box / (2 * min(self.scale[0], 1.)) + jitter + 2
-        xs, ys = np.array([c[0] - half, c[0] + half]), np.array([c[1] - half, c[1] + half])
-        return _window(xs, ys, full_size)
+def _ds_region(self: PoseDataset, rec: Record, full_size: tuple) -> tuple:
+    "(x0, y0, x1, y1): every pixel an augmented or validation crop of `rec` can read."
+    c = keypoint_center(rec.keypoints) if rec.center is None else np.asarray(rec.center, dtype=np.float64)
+    box, jitter = self._box(rec)
+    half = box / (2 * min(self.scale[0], 1.)) + jitter + 2
+    xs, ys = np.array([c[0] - half, c[0] + half]), np.array([c[1] - half, c[1] + half])
+    return _window(xs, ys, full_size)
 
-    def _arrays(self, index: int, window_of) -> dict:
-        "Image and labels covering the crop window (from the cache when it is valid), with their origin and full size."
-        rec = self.records[index]
-        path = None if self.cache_dir is None else self.cache_dir / re.sub(r"[^\w.-]+", "_", rec.source) / f"im{rec.number:05d}.npz"
-        if path is not None and path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    c = {k: z[k] for k in z.files}
-                ok = str(c["src"]) == str(rec.image) and np.array_equal(c["stamp"], _stamp(rec.image, rec.mask, rec.parts, segmentation=rec.segmentation))
-                x0, y0, x1, y1 = window_of(tuple(c["full_size"]))
-                ox, oy = c["origin"]; h, w = c["image"].shape[:2]
-                if ok and ox <= x0 and oy <= y0 and x1 <= ox + w and y1 <= oy + h:
-                    mask = None if c["mask_shape"][0] < 0 else np.unpackbits(c["mask"])[:h * w].reshape(h, w).astype(bool)
-                    parts = c["parts"] if c["parts"].size else None
-                    return dict(image=c["image"], mask=mask, parts=parts, origin=(int(ox), int(oy)),
-                                full_size=tuple(int(v) for v in c["full_size"]))
-            except Exception as e:  # a damaged entry is rebuilt
-                log.debug("cache entry %s unusable (%s); rebuilding it", path, e)
-        o = self._open(index)
-        W, H = o["image"].size
-        x0, y0, x1, y1 = window_of((H, W))
-        if path is not None:                                    # cache the whole person region, not just this crop
-            r = self._region(rec, (H, W))
-            x0, y0, x1, y1 = min(x0, r[0]), min(y0, r[1]), max(x1, r[2]), max(y1, r[3])
-        box = (x0, y0, x1, y1)                                  # decode once, convert only the window to numpy
-        out = dict(image=np.asarray(o["image"].crop(box)), origin=(x0, y0), full_size=(H, W),
-                   mask=None if o["mask"] is None else np.asarray(o["mask"].crop(box)) > 0,
-                   parts=None if o["parts"] is None else np.asarray(o["parts"].crop(box)))
-        if path is not None:
-            m = out["mask"]
-            arrays = dict(image=out["image"], origin=np.array([x0, y0]), full_size=np.array([H, W]),
-                          mask=np.packbits(m) if m is not None else np.zeros(0, np.uint8),
-                          mask_shape=np.array(m.shape if m is not None else [-1, -1]),
-                          parts=out["parts"] if out["parts"] is not None else np.zeros((0, 0), np.uint8),
-                          src=np.array(str(rec.image)), stamp=_stamp(rec.image, rec.mask, rec.parts, segmentation=rec.segmentation))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh: np.savez(fh, **arrays)
-                os.replace(tmp_name, path)
-            except OSError as e:
-                log.warning("could not write cache entry %s: %s", path, e)
-                if os.path.exists(tmp_name): os.unlink(tmp_name)
-        return out
+PoseDataset.crop_of = _ds_crop_of
+PoseDataset._box = _ds_box
+PoseDataset._fixes = _ds_fixes
+PoseDataset._open = _ds_open
+PoseDataset.read = _ds_read
+PoseDataset._region = _ds_region
 
-    def _sample(self, index: int, epoch: int) -> dict:
-        rec = self.records[index]
-        center, box, flipped = self.crop_of(index, epoch)
-        S = self.size
-        window_of = lambda full_size: _window(*_sample_positions(center, box, S, flipped), full_size)
-        a = self._arrays(index, window_of)
-        kw = dict(size=S, flip=flipped, origin=a["origin"], full_size=a["full_size"])
-        sample = dict(image=normalize_image(crop_image(a["image"], center, box, pad=self.pad, **kw)),
-                      keypoints=crop_keypoints(rec.keypoints, center, box, S, flipped),
-                      mask=torch.from_numpy(crop_labels(a["mask"], center, box, **kw)) if a["mask"] is not None
-                           else torch.zeros(S, S, dtype=torch.bool))
-        j3d = self.truth3d.get(rec.source, {}).get(rec.number)
-        j3d = torch.full((14, 3), float("nan")) if j3d is None else torch.from_numpy(j3d)
-        sample["joints3d"] = flip_joints3d(j3d) if flipped else j3d
-        if self.has_parts:
-            sample["parts"] = (torch.from_numpy(part_labels(crop_labels(a["parts"], center, box, **kw), flipped))
-                               if a["parts"] is not None else torch.full((S, S), 255, dtype=torch.uint8))
-        ann = np.ones(14, bool) if rec.annotated is None else np.asarray(rec.annotated, bool)
-        sample["meta"] = dict(index=torch.tensor(index), number=torch.tensor(rec.number), source=rec.source,
-                              center=torch.tensor(center, dtype=torch.float32), box_size=torch.tensor(box, dtype=torch.float32),
-                              flipped=torch.tensor(flipped), image_size=torch.tensor(a["full_size"]),
-                              has_mask=torch.tensor(a["mask"] is not None), has_parts=torch.tensor(a["parts"] is not None),
-                              annotated=torch.from_numpy(ann[LSP_FLIP] if flipped else ann),
-                              epoch=torch.tensor(epoch))
-        return sample
+# %% ../nbs/06_data.ipynb #3a754358
+def _ds_arrays(self: PoseDataset, index: int, window_of) -> dict:
+    "Image and labels covering the crop window (from the cache when it is valid), with their origin and full size."
+    rec = self.records[index]
+    path = None if self.cache_dir is None else self.cache_dir / re.sub(r"[^\w.-]+", "_", rec.source) / f"im{rec.number:05d}.npz"
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                c = {k: z[k] for k in z.files}
+            ok = str(c["src"]) == str(rec.image) and np.array_equal(c["stamp"], _stamp(rec.image, rec.mask, rec.parts, segmentation=rec.segmentation))
+            x0, y0, x1, y1 = window_of(tuple(c["full_size"]))
+            ox, oy = c["origin"]; h, w = c["image"].shape[:2]
+            if ok and ox <= x0 and oy <= y0 and x1 <= ox + w and y1 <= oy + h:
+                mask = None if c["mask_shape"][0] < 0 else np.unpackbits(c["mask"])[:h * w].reshape(h, w).astype(bool)
+                parts = c["parts"] if c["parts"].size else None
+                return dict(image=c["image"], mask=mask, parts=parts, origin=(int(ox), int(oy)),
+                            full_size=tuple(int(v) for v in c["full_size"]))
+        except Exception as e:  # a damaged entry is rebuilt
+            log.debug("cache entry %s unusable (%s); rebuilding it", path, e)
+    o = self._open(index)
+    W, H = o["image"].size
+    x0, y0, x1, y1 = window_of((H, W))
+    if path is not None:                                    # cache the whole person region, not just this crop
+        r = self._region(rec, (H, W))
+        x0, y0, x1, y1 = min(x0, r[0]), min(y0, r[1]), max(x1, r[2]), max(y1, r[3])
+    box = (x0, y0, x1, y1)                                  # decode once, convert only the window to numpy
+    out = dict(image=np.asarray(o["image"].crop(box)), origin=(x0, y0), full_size=(H, W),
+               mask=None if o["mask"] is None else np.asarray(o["mask"].crop(box)) > 0,
+               parts=None if o["parts"] is None else np.asarray(o["parts"].crop(box)))
+    if path is not None:
+        m = out["mask"]
+        arrays = dict(image=out["image"], origin=np.array([x0, y0]), full_size=np.array([H, W]),
+                      mask=np.packbits(m) if m is not None else np.zeros(0, np.uint8),
+                      mask_shape=np.array(m.shape if m is not None else [-1, -1]),
+                      parts=out["parts"] if out["parts"] is not None else np.zeros((0, 0), np.uint8),
+                      src=np.array(str(rec.image)), stamp=_stamp(rec.image, rec.mask, rec.parts, segmentation=rec.segmentation))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh: np.savez(fh, **arrays)
+            os.replace(tmp_name, path)
+        except OSError as e:
+            log.warning("could not write cache entry %s: %s", path, e)
+            if os.path.exists(tmp_name): os.unlink(tmp_name)
+    return out
 
-    def __getitem__(self, key) -> dict|None:
-        "Sample `key` (an index, or `(index, epoch)`); `None` for bad data unless `strict`."
-        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), self.epoch)
-        try: return self._sample(index, epoch)
-        except DataError as e:
-            if self.strict: raise
-            self.report.skip(e)
-            log.warning("skipping sample %d: %s", index, e)
-            return None
+PoseDataset._arrays = _ds_arrays
+
+# %% ../nbs/06_data.ipynb #6d2e1b9e
+def _ds_sample(self: PoseDataset, index: int, epoch: int) -> dict:
+    rec = self.records[index]
+    center, box, flipped = self.crop_of(index, epoch)
+    S = self.size
+    window_of = lambda full_size: _window(*_sample_positions(center, box, S, flipped), full_size)
+    a = self._arrays(index, window_of)
+    kw = dict(size=S, flip=flipped, origin=a["origin"], full_size=a["full_size"])
+    sample = dict(image=normalize_image(crop_image(a["image"], center, box, pad=self.pad, **kw)),
+                  keypoints=crop_keypoints(rec.keypoints, center, box, S, flipped),
+                  mask=torch.from_numpy(crop_labels(a["mask"], center, box, **kw)) if a["mask"] is not None
+                       else torch.zeros(S, S, dtype=torch.bool))
+    j3d = self.truth3d.get(rec.source, {}).get(rec.number)
+    j3d = torch.full((14, 3), float("nan")) if j3d is None else torch.from_numpy(j3d)
+    sample["joints3d"] = flip_joints3d(j3d) if flipped else j3d
+    if self.has_parts:
+        sample["parts"] = (torch.from_numpy(part_labels(crop_labels(a["parts"], center, box, **kw), flipped))
+                           if a["parts"] is not None else torch.full((S, S), 255, dtype=torch.uint8))
+    ann = np.ones(14, bool) if rec.annotated is None else np.asarray(rec.annotated, bool)
+    sample["meta"] = dict(index=torch.tensor(index), number=torch.tensor(rec.number), source=rec.source,
+                          center=torch.tensor(center, dtype=torch.float32), box_size=torch.tensor(box, dtype=torch.float32),
+                          flipped=torch.tensor(flipped), image_size=torch.tensor(a["full_size"]),
+                          has_mask=torch.tensor(a["mask"] is not None), has_parts=torch.tensor(a["parts"] is not None),
+                          annotated=torch.from_numpy(ann[LSP_FLIP] if flipped else ann),
+                          epoch=torch.tensor(epoch))
+    return sample
+
+def _ds_getitem(self: PoseDataset, key) -> dict|None:
+    "Sample `key` (an index, or `(index, epoch)`); `None` for bad data unless `strict`."
+    index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), self.epoch)
+    try: return self._sample(index, epoch)
+    except DataError as e:
+        if self.strict: raise
+        self.report.skip(e)
+        log.warning("skipping sample %d: %s", index, e)
+        return None
+
+PoseDataset._sample = _ds_sample
+PoseDataset.__getitem__ = _ds_getitem
 
 # %% ../nbs/06_data.ipynb #e2d4fc27
 COCO_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",

@@ -173,6 +173,10 @@ ACTIVITIES = {  # activity -> keyframes (see `kf`); numbers in degrees, chosen b
     "split leap": [
         kf(leg("l", 95, 0, 40), leg("r", -30, 10, 40), arm("l", 40, 0, 5), arm("r", 40, 0, 5), trunk(-5, 0, 0, (-15, 0, 0))),
         kf(leg("l", 40, 45, 20), leg("r", -10, 30, 30), arm("l", 20, 30, 10), arm("r", 20, 30, 10), trunk(10))],
+}
+
+# %% ../nbs/04a_natural_poses.ipynb #d95673f0
+ACTIVITIES |= {  # the library, continued (one dict, split across two cells; insertion order is the library's order)
     "balance poses": [
         kf(root(60), leg("l", 60, 5, 0), leg("r", -30, 0, 30), arm("l", 0, 80, 0), arm("r", 0, 0, 0), trunk(0, 0, 0, (-20, 0, 0))),
         kf(leg("l", 0, 0, 0), leg("r", 40, 125, 40, 40, 45), arm("l", 85, 20, 10), arm("r", 85, 20, 10)),   # tree pose
@@ -204,6 +208,10 @@ ACTIVITIES = {  # activity -> keyframes (see `kf`); numbers in degrees, chosen b
         kf(arm("r", 50, 20, 70, -85), arm("l", -78, 0, 10), trunk(0, 0, -5, (0, 10, 0))),
         kf(arm("r", 60, 10, 30, -85), arm("l", -78, 0, 10), trunk(0, 0, -5, (0, 10, 0))),
         kf(arm("r", 80, 10, 10), arm("l", 80, 10, 10))],   # both arms overhead
+}
+
+# %% ../nbs/04a_natural_poses.ipynb #e988e289
+ACTIVITIES |= {  # the library, continued
     "boxing": [
         kf(leg("l", 20, 20, 0, 5, 10), leg("r", -5, 25, 15, 10), arm("l", -45, 80, 130), arm("r", -50, 75, 135), trunk(10, -10, 0, (-15, 0, 0))),
         kf(leg("l", 25, 25, 0, 5, 10), leg("r", -10, 20, 15, 10), arm("l", 10, 90, 5), arm("r", -50, 75, 135), trunk(10, -20, 0, (-10, 0, 0))),

@@ -459,40 +459,45 @@ class PoseStream:
         self.skipped.update(ps.skipped)
         return ps
 
-    def __iter__(self) -> Iterator[PoseBatch]:
-        rng = np.random.default_rng(self.seed)
-        B, pend_p, pend_b, pend_f = self.batch_size, [], [], []
-        total = 0
+# %% ../nbs/04_poses.ipynb #030ca5a2
+def _pose_stream_iter(self: PoseStream) -> Iterator[PoseBatch]:
+    "Batches in a reproducible order: files drawn in proportion to the poses they have left, a few files open at a time."
+    rng = np.random.default_rng(self.seed)
+    B, pend_p, pend_b, pend_f = self.batch_size, [], [], []
+    total = 0
+    while True:
+        order, pool, yielded = list(rng.permutation(len(self.files))), [], 0
         while True:
-            order, pool, yielded = list(rng.permutation(len(self.files))), [], 0
-            while True:
-                while len(pool) < self.files_open and order:
-                    i = int(order.pop(0)); ps = self._load(i)
-                    if ps is not None and len(ps): pool.append([i, ps, rng.permutation(len(ps)), 0])
-                if not pool: break
-                left = np.array([len(p[1]) - p[3] for p in pool], float)
-                j = int(rng.choice(len(pool), p=left / left.sum()))
-                i, ps, perm, cur = pool[j]
-                k = perm[cur]; pool[j][3] += 1
-                pend_p.append(ps.poses[k]); pend_b.append(ps.betas[k]); pend_f.append(i)
-                if pool[j][3] == len(ps): pool.pop(j)
-                if len(pend_p) == B:
-                    yield self._batch(pend_p, pend_b, pend_f, rng); pend_p, pend_b, pend_f = [], [], []
-                yielded += 1
-            total += yielded
-            if not total:
-                raise ValueError(f"none of the {len(self.files)} pose files held a usable pose (skipped: {dict(self.skipped)})")
-            if not self.repeat:
-                if pend_p: yield self._batch(pend_p, pend_b, pend_f, rng)
-                return
+            while len(pool) < self.files_open and order:
+                i = int(order.pop(0)); ps = self._load(i)
+                if ps is not None and len(ps): pool.append([i, ps, rng.permutation(len(ps)), 0])
+            if not pool: break
+            left = np.array([len(p[1]) - p[3] for p in pool], float)
+            j = int(rng.choice(len(pool), p=left / left.sum()))
+            i, ps, perm, cur = pool[j]
+            k = perm[cur]; pool[j][3] += 1
+            pend_p.append(ps.poses[k]); pend_b.append(ps.betas[k]); pend_f.append(i)
+            if pool[j][3] == len(ps): pool.pop(j)
+            if len(pend_p) == B:
+                yield self._batch(pend_p, pend_b, pend_f, rng); pend_p, pend_b, pend_f = [], [], []
+            yielded += 1
+        total += yielded
+        if not total:
+            raise ValueError(f"none of the {len(self.files)} pose files held a usable pose (skipped: {dict(self.skipped)})")
+        if not self.repeat:
+            if pend_p: yield self._batch(pend_p, pend_b, pend_f, rng)
+            return
 
-    def _batch(self, p, b, f, rng) -> PoseBatch:
-        pose = torch.from_numpy(np.stack(p))
-        if self.betas == "data": betas = torch.from_numpy(np.stack(b))
-        elif self.betas == "zero": betas = torch.zeros(len(p), 10)
-        else: betas = torch.from_numpy(rng.standard_normal((len(p), 10)).astype(np.float32))
-        return PoseBatch(pose, betas, torch.tensor(f))
+def _pose_stream_batch(self: PoseStream, p, b, f, rng) -> PoseBatch:
+    pose = torch.from_numpy(np.stack(p))
+    if self.betas == "data": betas = torch.from_numpy(np.stack(b))
+    elif self.betas == "zero": betas = torch.zeros(len(p), 10)
+    else: betas = torch.from_numpy(rng.standard_normal((len(p), 10)).astype(np.float32))
+    return PoseBatch(pose, betas, torch.tensor(f))
 
+PoseStream.__iter__, PoseStream._batch = _pose_stream_iter, _pose_stream_batch
+
+# %% ../nbs/04_poses.ipynb #274791a4
 def save_pose_cache(files, # pose files or a folder (see `find_pose_files`)
                     out, # the `.npz` to write: `poses` (N,72), `betas` (N,10) float32, `file_index` (N,), `file_names`
                     on_error: str = "skip", **reader_kw) -> Path:
