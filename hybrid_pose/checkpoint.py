@@ -183,7 +183,7 @@ def _network(self: Checkpoint) -> HybridPoseNet:
     cfg = dict(self.data["model_config"])
     try:
         net = HybridPoseNet(cfg["backbone"], pretrained=False, n_iter=cfg["n_iter"], dropout=cfg["dropout"],
-                            dropout_stages=cfg["dropout_stages"])
+                            dropout_stages=cfg["dropout_stages"], input=cfg.get("input", "rgb"), input_px=cfg.get("input_px", 64))
         net.config["mean_params"] = cfg.get("mean_params")
         net.load_state_dict(self.data["model"])
     except (RuntimeError, KeyError, ValueError, TypeError) as e:

@@ -52,6 +52,8 @@ def synth_arguments(s: argparse.ArgumentParser) -> argparse.ArgumentParser:
     s.add_argument("--out", default="data/synthetic", help="output folder: <data_root>/synthetic, which the readers find")
     s.add_argument("--seed", type=int, default=0, help="dataset seed: the same seed gives the same images, byte for byte")
     s.add_argument("--start", type=int, default=1, help="first image number (makes start .. start+n-1; for parallel chunks)")
+    s.add_argument("--poses", default="natural", metavar="SAMPLER", help="pose sampler: natural (all activities), natural_train or "
+                   "natural_heldout (the fixed activity split, see docs/protocol.md), uniform; recorded in people.json")
     s.add_argument("--overwrite", action="store_true", help="remake images that are already complete")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     return s

@@ -19,8 +19,9 @@ from .camera import project, crop_to_pixels
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'THETA_DIM', 'CAM', 'POSE', 'BETAS', 'BACKBONES', 'Theta', 'split_theta', 'mean_theta', 'build_encoder',
-           'IterativeRegressor', 'HybridPoseNet', 'Decoded', 'decode']
+__all__ = ['log', 'THETA_DIM', 'CAM', 'POSE', 'BETAS', 'BACKBONES', 'INPUT_MODES', 'Theta', 'split_theta', 'mean_theta',
+           'build_encoder', 'IterativeRegressor', 'keypoint_heatmaps', 'evidence_input', 'EvidenceEncoder', 'InputMode',
+           'register_input', 'input_mode', 'HybridPoseNet', 'Decoded', 'decode']
 
 # %% ../nbs/08_model.ipynb #46fafef5
 THETA_DIM = 85                 # camera 3 + root 3 + body 69 + shape 10
@@ -146,24 +147,125 @@ class IterativeRegressor(nn.Module):
             out.append(theta)
         return out
 
+# %% ../nbs/08_model.ipynb #3ab64e59
+def keypoint_heatmaps(keypoints: Tensor, # (B,K,3) x, y in crop units [-1,1], visibility (0 hides the joint)
+                      px: int = 64, # map side, pixels
+                      sigma: float = 1.5, # Gaussian width, map pixels
+                     ) -> Tensor: # (B,K,px,px) in [0,1]
+    "One Gaussian bump per visible joint, on a px×px map of the crop (pixel centres at (i+½)·2/px − 1)."
+    kp = torch.as_tensor(keypoints).float()
+    if kp.ndim != 3 or kp.shape[-1] != 3:
+        raise ValueError(f"keypoint_heatmaps: keypoints must be (B,K,3) = x, y (crop units), visible; got {tuple(kp.shape)}")
+    c = (torch.arange(px, dtype=kp.dtype, device=kp.device) + 0.5) * (2 / px) - 1   # (px,) pixel centres, crop units
+    to_px = px / 2                                                    # crop units -> map pixels
+    dx = (c[None, None, None, :] - kp[..., 0, None, None]) * to_px    # (B,K,1,px)
+    dy = (c[None, None, :, None] - kp[..., 1, None, None]) * to_px    # (B,K,px,1)
+    h = torch.exp(-dx ** 2 / (2 * sigma ** 2)) * torch.exp(-dy ** 2 / (2 * sigma ** 2))   # separable: 2·px exps per joint, not px²
+    vis = (kp[..., 2] > 0) & torch.isfinite(kp[..., :2]).all(-1)
+    return torch.where(vis[..., None, None], h, torch.zeros((), dtype=h.dtype))
+
+def evidence_input(batch: dict, # needs keypoints (B,14,3) crop units and mask (B,S,S) bool
+                   px: int = 64, # map side
+                  ) -> Tensor: # (B,15,px,px): 14 joint heat maps, then the silhouette (area-averaged to px)
+    "The perception-free input: the visible joints' heat maps and the silhouette, as the losses see them."
+    for k in ("keypoints", "mask"):
+        if not isinstance(batch.get(k), Tensor):
+            raise ValueError(f"evidence_input: the batch has no tensor {k!r}; the evidence input needs keypoints (B,14,3) "
+                             "and mask (B,S,S) (a `data.PoseDataset` batch of a source with silhouettes)")
+    m = batch["mask"].float()[:, None]
+    m = torch.nn.functional.adaptive_avg_pool2d(m, px) if m.shape[-1] % px == 0 else \
+        torch.nn.functional.interpolate(m, size=(px, px), mode="area")
+    return torch.cat([keypoint_heatmaps(batch["keypoints"], px), m], 1)
+
+
+# %% ../nbs/08_model.ipynb #1d326945
+class EvidenceEncoder(nn.Module):
+    "Evidence maps (B,C,px,px) -> φ (B,features): four stride-2 convolutions, then a linear layer over the grid."
+    def __init__(self, channels: int = 15, # input maps
+                 px: int = 64, # map side (a multiple of 16)
+                 width: int = 32, # channels of the first convolution (doubled at each of the next three)
+                 features: int = 512, # size of φ
+                ):
+        super().__init__()
+        if px % 16: raise ValueError(f"EvidenceEncoder: px must be a multiple of 16; got {px}")
+        layers, c = [], channels
+        for k in range(4):
+            layers += [nn.Conv2d(c, width * 2 ** k, 3, stride=2, padding=1), nn.BatchNorm2d(width * 2 ** k), nn.ReLU(inplace=True)]
+            c = width * 2 ** k
+        self.convs = nn.Sequential(*layers)
+        self.fc = nn.Linear(c * (px // 16) ** 2, features)
+        self.features = features
+
+    def forward(self, x: Tensor) -> Tensor: # (B,C,px,px) -> (B,features)
+        return torch.relu(self.fc(self.convs(x).flatten(1)))
+
+
+# %% ../nbs/08_model.ipynb #2dfdc5c6
+from dataclasses import dataclass as _dataclass
+
+@_dataclass(frozen=True)
+class InputMode:
+    "What the network reads and how it encodes it."
+    name: str # the registry key (`TrainConfig.input`)
+    make: object # (batch dict, px) -> (B,C,H,W) float tensor: the network's input
+    encoder: object # (backbone=, pretrained=, px=) -> (module, feature size, which weights)
+    photographs: bool # it reads a photograph's pixels (so `predict` can run on a photograph)
+    label: str # how tables name it
+
+INPUT_MODES: dict[str, InputMode] = {}
+
+def register_input(mode: InputMode) -> InputMode:
+    INPUT_MODES[mode.name] = mode
+    return mode
+
+def input_mode(name: str) -> InputMode:
+    "The registered input mode `name`, or a ValueError listing the known ones."
+    if name not in INPUT_MODES:
+        raise ValueError(f"input must be one of {sorted(INPUT_MODES)}; got {name!r}")
+    return INPUT_MODES[name]
+
+def _evidence_encoder(backbone=None, pretrained=None, px: int = 64):
+    enc = EvidenceEncoder(15, px)
+    return enc, enc.features, "random (evidence encoder)"
+
+register_input(InputMode("rgb", lambda batch, px: batch["image"], lambda backbone="resnet50", pretrained="auto", px=None:
+                         build_encoder(backbone, pretrained), True, "pixels (ResNet)"))
+register_input(InputMode("evidence", evidence_input, _evidence_encoder, False,
+                         "2D evidence: visible-joint heat maps + silhouette"))
+
+
 # %% ../nbs/08_model.ipynb #7e4e4fa4
 class HybridPoseNet(nn.Module):
-    "Image crop -> Θ after each IEF iteration: a ResNet encoder and the iterative regressor."
-    def __init__(self, backbone: str = "resnet50", # see `build_encoder`
+    "Input crop -> Θ after each IEF iteration: an encoder (`INPUT_MODES`) and the iterative regressor."
+    def __init__(self, backbone: str = "resnet50", # see `build_encoder` (the "rgb" input)
                  pretrained="auto", # see `build_encoder`
                  n_iter: int = 3, dropout: float = 0.5, dropout_stages: str = "last", # see `IterativeRegressor`
                  mean_params=None, # file for `mean_theta` (None: zero pose, zero shape)
+                 input: str = "rgb", # a name in `INPUT_MODES`: "rgb" (the paper: pixels) or "evidence" (2D evidence)
+                 input_px: int = 64, # side of the evidence maps (inputs that are made from the batch, not read)
                 ):
         super().__init__()
-        self.encoder, feat, self.weights = build_encoder(backbone, pretrained)
+        mode = input_mode(input)
+        self.input_mode, self.input_px = mode, int(input_px)
+        self.encoder, feat, self.weights = mode.encoder(backbone=backbone, pretrained=pretrained, px=self.input_px)
         self.regressor = IterativeRegressor(feat, n_iter, dropout=dropout, dropout_stages=dropout_stages,
                                             theta0=mean_theta(mean_params))
         self.config = dict(backbone=backbone, n_iter=n_iter, dropout=dropout, dropout_stages=dropout_stages,
-                           mean_params=None if mean_params is None else str(mean_params))
+                           mean_params=None if mean_params is None else str(mean_params), input=mode.name,
+                           input_px=self.input_px)
 
-    def forward(self, images: Tensor, # (B,3,H,W) ImageNet-normalised crops (`data.normalize_image`)
+    def forward(self, x: Tensor, # (B,C,H,W) what `input_of` makes: normalised crops (rgb) or evidence maps
                ) -> list[Tensor]: # n_iter tensors (B,85); the last is the prediction
-        return self.regressor(self.encoder(images))
+        return self.regressor(self.encoder(x))
+
+    def input_of(self, batch: dict, # a batch of `data.PoseDataset` (image, keypoints, mask, ...)
+                ) -> Tensor: # (B,C,H,W) on the network's device
+        "What this network reads from a batch (its input mode's `make`)."
+        dev = next(self.parameters()).device
+        return self.input_mode.make(batch, self.input_px).to(dev)
+
+    def predict_batch(self, batch: dict) -> list[Tensor]: # n_iter tensors (B,85): what `evaluate` calls
+        return self(self.input_of(batch))
 
 
 # %% ../nbs/08_model.ipynb #c10bf28f

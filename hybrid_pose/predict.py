@@ -222,9 +222,14 @@ def load_checkpoint(path, # a run folder, its checkpoint.pt, or a weights.pt fro
     except (FileNotFoundError, CheckpointError) as e: raise PredictError(str(e)) from None
 
 def network_from_checkpoint(ck: Checkpoint) -> HybridPoseNet:
-    "`Checkpoint.network`, with its error as a `PredictError`."
-    try: return ck.network()
+    "`Checkpoint.network`, with its error as a `PredictError`; a network that does not read photographs is refused."
+    try: net = ck.network()
     except CheckpointError as e: raise PredictError(str(e)) from None
+    if not net.input_mode.photographs:
+        raise PredictError(f"checkpoint {ck.path} reads {net.input_mode.label} (input {net.input_mode.name!r}), not "
+                           "photographs; predict needs a checkpoint trained with input 'rgb' (evaluate scores this one "
+                           "on a dataset: `hybrid-pose evaluate --checkpoint ... --dataset ...`)")
+    return net
 
 def _device(device) -> torch.device:
     "`checkpoint.usable_device` (the one device check of the project), its error as a `PredictError`."

@@ -4,6 +4,7 @@
 
 # %% ../nbs/07_synthetic.ipynb #669f150c
 from __future__ import annotations
+import json
 import functools, io, math, os, sys, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +21,14 @@ from tqdm.auto import tqdm
 from .base import EXIT_OK, UsageError, atomic_write, check_writable
 from .body import BodyModel, load_body_model
 from .camera import project
-from .natural_poses import make_pose_sampler
+from .natural_poses import make_pose_sampler, POSE_SAMPLERS, ACTIVITY_SPLIT_SEED, activity_split
 from .render import rasterize, shade, part_segmentation, body_part_labels
 
 # %% auto #0
 __all__ = ['TRUTH_KEYS', 'SyntheticConfig', 'image_rng', 'sample_root', 'pose_sampler_for', 'sample_parameters', 'frame_person',
            'to_image', 'joint_visibility', 'background', 'SyntheticPerson', 'screen_window', 'render_person',
            'make_person', 'visibility_of', 'npz_bytes', 'mat_bytes', 'synthetic_paths', 'write_person', 'is_complete',
-           'assemble', 'generate_synthetic', 'synth_command']
+           'assemble', 'generate_synthetic', 'record_people', 'synth_command']
 
 # %% ../nbs/07_synthetic.ipynb #048e01f9
 @dataclass
@@ -333,14 +334,32 @@ def generate_synthetic(out="data/synthetic", # data_root/synthetic
             skipped += 1; continue
         write_person(make_person(k, seed, body, labels, cfg), out, k, cfg.quality)
         made += 1
+    if n: record_people(out, start, n, seed, cfg)
     return dict(made=made, skipped=skipped, total=assemble(out, seed if n else None))   # --n 0: a repair keeps the seed
+
+def record_people(out, start: int, n: int, seed: int, cfg: SyntheticConfig) -> list: # the ranges recorded so far
+    "Append what drew images start..start+n-1 (seed, pose sampler, the activity split when one is used) to people.json."
+    f = Path(out) / "people.json"
+    try: ranges = json.loads(f.read_text()) if f.is_file() else []
+    except ValueError: ranges = []                                       # a damaged record is rewritten, not trusted
+    entry = dict(images=[int(start), int(start + n - 1)], seed=int(seed), pose_sampler=cfg.pose_sampler,
+                 pose_options=dict(cfg.pose_options), betas_std=cfg.betas_std)
+    if cfg.pose_sampler.startswith("natural_"):
+        entry["activity_split"] = dict(seed=ACTIVITY_SPLIT_SEED, **activity_split())
+    ranges = [r for r in ranges if r.get("images") != entry["images"]] + [entry]
+    atomic_write(f, (json.dumps(ranges, indent=1) + "\n").encode())
+    return ranges
 
 # %% ../nbs/07_synthetic.ipynb #3687cbd3
 def synth_command(a) -> int:
     "`hybrid-pose synth` (arguments: n, out, seed, start, overwrite, no_progress); `--n 0` only rebuilds joints.mat and truth.npz."
     if a.n < 0 or a.start < 1: raise UsageError(f"--n must be >= 0 and --start >= 1; got --n {a.n} --start {a.start}")
     check_writable(a.out, "--out")                                       # before any image is made
-    r = generate_synthetic(a.out, a.n, a.seed, a.start, progress=not a.no_progress, overwrite=a.overwrite)
+    poses = getattr(a, "poses", "natural")
+    if poses not in POSE_SAMPLERS:
+        raise UsageError(f"--poses {poses!r} is not a pose sampler; choose one of {', '.join(POSE_SAMPLERS)}")
+    r = generate_synthetic(a.out, a.n, a.seed, a.start, cfg=SyntheticConfig(pose_sampler=poses),
+                           progress=not a.no_progress, overwrite=a.overwrite)
     print(f"made {r['made']}, skipped {r['skipped']} (already complete); {Path(a.out) / 'joints.mat'} holds {r['total']} images")
     return EXIT_OK
 

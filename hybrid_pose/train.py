@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .body import find_smpl_file, resolve_device
-from .model import HybridPoseNet, decode, split_theta
+from .model import HybridPoseNet, INPUT_MODES, decode, split_theta
 from .viz import remove_stale_temps
 from .losses import ALIASES, INPUTS, TERMS, Objective, legacy_term_key as _legacy_term
 from .critic import (PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, PriorRecipe, build_prior, build_prior_from,
@@ -101,7 +101,9 @@ class TrainConfig:
     lspet_val: int = 0                 # hold out LSPe's last N images as its "val" split (0: the paper's, all LSPe trains)
     # model
     body_model: str = "auto"           # "auto" (SMPL if converted, else the open model), "open", "smpl" or a path
-    backbone: str = "resnet50"         # "resnet50" (the paper), "resnet34", "resnet18"
+    input: str = "rgb"                 # what the network reads (`model.INPUT_MODES`): "rgb" (the paper) or "evidence" (2D evidence)
+    input_px: int = 64                 # side of the evidence maps (input "evidence")
+    backbone: str = "resnet50"         # "resnet50" (the paper), "resnet34", "resnet18" (input "rgb")
     pretrained: str = "auto"           # ImageNet weights: "auto", "yes", "no", or a state_dict path
     n_iter: int = 3                    # IEF iterations
     dropout: float = 0.5
@@ -149,7 +151,8 @@ class TrainConfig:
 _RANGES = dict(batch_size=(1, None), img_size=(32, None), num_workers=(0, None), max_train_images=(0, None), n_iter=(1, None),
                dropout=(0, 1), lspet_val=(0, 10000), prior_steps=(1, None), gen_lr=(0, None), epochs=(0, None), max_steps=(0, None),
                grad_clip=(0, None), ckpt_every=(0, None), val_every=(-1, None), val_batches=(0, None), log_every=(1, None),
-               nan_patience=(1, None), time_budget_s=(0, None), threads=(0, None))
+               nan_patience=(1, None), time_budget_s=(0, None), threads=(0, None),
+               input_px=(16, None))
 _TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}
 _CHOICES = dict(prior_fakes=("all", "last"), dropout_stages=("last", "all"), amp_dtype=("auto", "bf16", "fp16"))
 
@@ -165,6 +168,8 @@ def _check_config(self: TrainConfig):
             raise ValueError(f"TrainConfig.{f.name} must be " + (f"in [{lo}, {hi}]" if hi is not None else f">= {lo}") + f"; got {v!r}")
     for name, allowed in _CHOICES.items():
         if getattr(self, name) not in allowed: raise ValueError(f"TrainConfig.{name} must be one of {allowed}; got {getattr(self, name)!r}")
+    if self.input not in INPUT_MODES: raise ValueError(f"TrainConfig.input must be one of {tuple(INPUT_MODES)} (registered now); got {self.input!r}")
+    if self.input_px % 16: raise ValueError(f"TrainConfig.input_px must be a multiple of 16; got {self.input_px}")
     if self.prior not in PRIORS: raise ValueError(f"TrainConfig.prior must be one of {tuple(PRIORS)} (registered now); got {self.prior!r}")
     try: self.objective
     except ValueError as e: raise ValueError(f"TrainConfig (losses={self.losses!r}, weights, term_options): {e}") from None
@@ -470,7 +475,8 @@ def _build_network(self: Trainer):
     "The network (and its DDP wrapper) and the generator's optimiser."
     cfg = self.cfg
     pre = {"yes": True, "true": True, "no": False, "false": False, "": False}.get(str(cfg.pretrained).lower(), cfg.pretrained)
-    self.net = HybridPoseNet(cfg.backbone, pre, cfg.n_iter, cfg.dropout, cfg.dropout_stages, cfg.mean_params or None).to(self.device)
+    self.net = HybridPoseNet(cfg.backbone, pre, cfg.n_iter, cfg.dropout, cfg.dropout_stages, cfg.mean_params or None,
+                             input=cfg.input, input_px=cfg.input_px).to(self.device)
     if self.device.type == "cuda" and cfg.channels_last: self.net = self.net.to(memory_format=torch.channels_last)
     self.sync_bn = self.world > 1 and cfg.sync_bn and not cfg.freeze_bn
     if self.sync_bn and self.device.type != "cuda":
@@ -562,7 +568,7 @@ Trainer._targets = _targets
 def _generator_terms(self: Trainer, batch: dict, log_all: bool = True) -> tuple: # loss, its terms (detached), Θ of every iteration, the decoded last Θ
     "The generator's loss for a batch, its terms, and Θ of every IEF iteration."
     cfg = self.cfg
-    images = self._to_device(batch["image"])
+    images = self.net.input_of(batch)                        # the input mode's: the crops (rgb) or the evidence maps
     if self.device.type == "cuda" and cfg.channels_last: images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
         thetas = self.model(images)

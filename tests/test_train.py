@@ -254,3 +254,32 @@ def test_ctrl_c_saves_and_the_rerun_continues(data_root, tmp_path, workers):
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"resuming {out} from step {ck.step} of {ck.step + 2}" in r.stdout
     assert Checkpoint.load(out)["elapsed_s"] > ck["elapsed_s"]
+
+
+def test_evidence_input_learns_saves_evaluates_and_is_refused_by_predict(data_root, tmp_path):
+    """The perception-free input: trains (KPR falls), round-trips through its checkpoint to the same predictions, is
+    scored by `hybrid-pose evaluate`, and `predict` refuses it on a photograph in one line (exit 2)."""
+    from hybrid_pose.data import PoseDataset, make_loader
+    from hybrid_pose.predict import network_from_checkpoint, PredictError
+    cfg = small(data_root, tmp_path / "ev", input="evidence", batch_size=8, augment=False, max_steps=40, gen_lr=1e-3,
+                losses="kpr", prior="none", dropout=0.0, ckpt_every=0)
+    tr = train(cfg)
+    first, last = tr.history[0]["kpr"], tr.history[-1]["kpr"]
+    assert first / last >= 3, (first, last)
+    ck = Checkpoint.load(tmp_path / "ev")
+    net = ck.network().eval()
+    assert net.config["input"] == "evidence" and net.input_mode.photographs is False
+    b = next(iter(make_loader(PoseDataset(data_root, "synthetic", "train", augment=False, size=64), batch_size=4, shuffle=False)))
+    with torch.no_grad():
+        torch.testing.assert_close(net.predict_batch(b)[-1], tr.net.eval().predict_batch(b)[-1])
+    with pytest.raises(PredictError, match="not photographs"):
+        network_from_checkpoint(ck)
+    r = subprocess.run([sys.executable, "-m", "hybrid_pose.cli", "evaluate", str(tmp_path / "ev"), "--split", "train",
+                        "--no-progress", "--no-baselines", "--out", str(tmp_path / "ev_eval")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    img = tmp_path / "photo.jpg"
+    from PIL import Image; Image.new("RGB", (64, 96), (120, 90, 60)).save(img)
+    r = subprocess.run([sys.executable, "-m", "hybrid_pose.cli", "predict", str(img), "--checkpoint", str(tmp_path / "ev"),
+                        "--out", str(tmp_path / "pred")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "not photographs" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
