@@ -34,10 +34,10 @@ __all__ = ['log', 'CROP_SIZE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LSP_BONES', 'JO
            'COCO_EXPECTED', 'DataError', 'DataReport', 'read_joints', 'scan_numbered', 'SourceLayout', 'Source',
            'fixed_split', 'tail_split', 'fraction_split', 'UnknownSource', 'register_source', 'get_source',
            'parse_dataset', 'RegistryView', 'source_layout', 'split_numbers', 'val_dataset', 'saw_photographs',
-           'Record', 'find_records', 'keypoint_center', 'crop_params', 'crop_image', 'crop_labels', 'crop_keypoints',
-           'crop_to_image', 'flip_joints3d', 'read_truth3d', 'part_labels', 'normalize_image', 'denormalize_image',
-           'EpochSampler', 'PoseDataset', 'coco_to_lsp', 'coco_split', 'rasterize_segmentation', 'CocoSource',
-           'coco_source', 'collate_skip_none', 'seed_worker', 'make_loader', 'show_sample']
+           'synthetic_folder', 'Record', 'find_records', 'keypoint_center', 'crop_params', 'crop_image', 'crop_labels',
+           'crop_keypoints', 'crop_to_image', 'flip_joints3d', 'read_truth3d', 'part_labels', 'normalize_image',
+           'denormalize_image', 'EpochSampler', 'PoseDataset', 'coco_to_lsp', 'coco_split', 'rasterize_segmentation',
+           'CocoSource', 'coco_source', 'collate_skip_none', 'seed_worker', 'make_loader', 'show_sample']
 
 # %% ../nbs/06_data.ipynb #451df392
 CROP_SIZE = 224  # side of the network's input crop, pixels
@@ -339,6 +339,22 @@ def saw_photographs(dataset: str, # the training sources, e.g. "synthetic" or "l
                    ) -> bool: # False when every source is rendered (a network trained on it has never seen a photograph)
     "Whether a run trained on `dataset` has seen photographs of real people."
     return any(get_source(n).photographs for n in parse_dataset(dataset))
+
+
+# %% ../nbs/06_data.ipynb #bffe2850
+from dataclasses import replace as _replace
+
+def synthetic_folder(folder: str, # FOLDER of "synthetic:FOLDER": a folder under data_root made by `hybrid-pose synth --out`
+                    ) -> Source:
+    "The source `dataset='synthetic:FOLDER'` names (registered as the kind 'synthetic')."
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", folder or "") or folder in (".", ".."):
+        raise UsageError(f"dataset 'synthetic:{folder}': expected a folder name under the data root (letters, digits, "
+                         "'_', '-', '.'), e.g. synthetic:heldout for DATA_ROOT/heldout made by `hybrid-pose synth --out`")
+    base = SOURCE_REGISTRY["synthetic"]
+    return _replace(base, name=f"synthetic:{folder}", folder=folder, get=f"hybrid-pose synth --out {{root}}/{folder}",
+                               truth3d=f"{folder}/truth.npz", split_file=f"{folder}/split.json",
+                               repair=f"hybrid-pose synth --n 0 --out {{root}}/{folder}")
+SOURCE_KINDS["synthetic"] = synthetic_folder
 
 
 # %% ../nbs/06_data.ipynb #07170712

@@ -339,15 +339,18 @@ def generate_synthetic(out="data/synthetic", # data_root/synthetic
 
 def record_people(out, start: int, n: int, seed: int, cfg: SyntheticConfig) -> list: # the ranges recorded so far
     "Append what drew images start..start+n-1 (seed, pose sampler, the activity split when one is used) to people.json."
+    import fcntl
     f = Path(out) / "people.json"
-    try: ranges = json.loads(f.read_text()) if f.is_file() else []
-    except ValueError: ranges = []                                       # a damaged record is rewritten, not trusted
     entry = dict(images=[int(start), int(start + n - 1)], seed=int(seed), pose_sampler=cfg.pose_sampler,
                  pose_options=dict(cfg.pose_options), betas_std=cfg.betas_std)
     if cfg.pose_sampler.startswith("natural_"):
         entry["activity_split"] = dict(seed=ACTIVITY_SPLIT_SEED, **activity_split())
-    ranges = [r for r in ranges if r.get("images") != entry["images"]] + [entry]
-    atomic_write(f, (json.dumps(ranges, indent=1) + "\n").encode())
+    with open(Path(out) / ".people.lock", "w") as lock:                   # chunks made side by side append in turn
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try: ranges = json.loads(f.read_text()) if f.is_file() else []
+        except ValueError: ranges = []                                   # a damaged record is rewritten, not trusted
+        ranges = [r for r in ranges if r.get("images") != entry["images"]] + [entry]
+        atomic_write(f, (json.dumps(ranges, indent=1) + "\n").encode())
     return ranges
 
 # %% ../nbs/07_synthetic.ipynb #3687cbd3

@@ -129,3 +129,34 @@ def test_extend_smoke_registers_a_term_and_a_prior_in_the_notebook(tmp_path):
     cfgs = side["train_configs"]
     assert cfgs["kpr+l2pose"]["prior"] == "l2pose" and cfgs["kpr+l2pose"]["prior_options"] == {"weight": 1.0, "adv_weight": 1.0}
     assert cfgs["kpr+limb2d"]["weights"] == {"limb2d": 60.0}
+
+
+def test_evidence_track_smoke(tmp_path):
+    """The perception-free notebook end to end on a few people: the three folders made with their samplers, runs trained
+    as processes side by side and reused, two test sets with no-truth and input-keypoint baselines, Holm claims, curves."""
+    out, data = tmp_path / "figs", tmp_path / "data"
+    kw = dict(data_root=str(data), out_dir=str(out), runs_dir=str(tmp_path / "runs"), n_train=12, n_test=6, max_steps=3,
+              batch_size=4, settings="kpr+none,both+none,both+fixedcritic,kpr3d+none", seeds="0,1", curve_every=2,
+              curve_settings="kpr3d+none", parallel=2, dpi=40)
+    run("35_evidence.ipynb", tmp_path, **kw)
+    people = json.loads((data / "heldout" / "people.json").read_text())
+    assert {p["pose_sampler"] for p in people} == {"natural_heldout"} and people[0]["activity_split"]["heldout"]
+    assert {p["pose_sampler"] for p in json.loads((data / "synthetic" / "people.json").read_text())} == {"natural_train"}
+    for t in ("heldout", "inactivity"):
+        rows = _table(out / f"evidence_{t}.csv")
+        assert [r["setting"] for r in rows][:4] == ["kpr+none", "both+none", "both+fixedcritic", "kpr3d+none"]
+        labels = {r["setting"]: r["label"] for r in rows}
+        assert "input keypoints" in labels["baseline:nearest_2d"] and "no test-time truth" in labels["baseline:mean_pose_fixed_camera"]
+        assert all(float(r["PA_MPJPE_mm_mean"]) > 0 for r in rows)
+        side = _sidecar(out / f"evidence_{t}.csv")
+        assert side["seeds"] == [0, 1] and side["input"] == "evidence" and side["activity_split"]["seed"] == 20
+        assert side["train_configs"]["both+fixedcritic"]["pose_source"] == "natural_train"
+        assert side["train_configs"]["kpr+none"]["input"] == "evidence"
+        claims = _table(out / f"evidence_claims_{t}.csv")
+        assert claims and all(c["p_holm"] for c in claims)
+        for c in claims:
+            assert (c["significant"] == "True") == (float(c["p_holm"]) <= 0.05)
+    assert (out / "evidence_curves.png").read_bytes()[:4] == b"\x89PNG"
+    t0 = (out / "evidence_heldout.csv").stat().st_mtime
+    run("35_evidence.ipynb", tmp_path, **kw)                                   # reruns reuse the people and the runs
+    assert json.loads((data / "heldout" / "people.json").read_text()) == people

@@ -176,3 +176,18 @@ def test_joint_visibility_unit():
     assert S.joint_visibility(j, dep, (4, 5)).tolist() == [False, True, False, True]
     # a window at an offset reads the same pixels
     assert S.joint_visibility(j + torch.tensor([10., 20., 0.]), dep, (40, 50), origin=(10, 20)).tolist() == [False, True, True, True]
+
+
+def test_synth_poses_records_the_sampler_and_refuses_unknown_ones(tmp_path):
+    import json, subprocess, sys
+    r = subprocess.run([sys.executable, "-m", "hybrid_pose.cli", "synth", "--n", "2", "--out", str(tmp_path / "ho"),
+                        "--poses", "natural_heldout", "--seed", "3", "--no-progress"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-1500:]
+    rec = json.loads((tmp_path / "ho" / "people.json").read_text())
+    from hybrid_pose.natural_poses import activity_split
+    assert rec == [dict(images=[1, 2], seed=3, pose_sampler="natural_heldout", pose_options={}, betas_std=1.0,
+                        activity_split=dict(seed=20, **activity_split()))]
+    r = subprocess.run([sys.executable, "-m", "hybrid_pose.cli", "synth", "--n", "2", "--out", str(tmp_path / "x"),
+                        "--poses", "natural_holdout"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--poses 'natural_holdout' is not a pose sampler" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "x" / "images").exists()
