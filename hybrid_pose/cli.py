@@ -201,14 +201,14 @@ def evaluate_command(a) -> int:
     res = evaluate(net, body, loader(), device=device, progress=not a.no_progress)
     print(res.to_markdown())
     if a.out: print(f"wrote {res.to_csv(a.out)}")
-    if not a.no_baselines: print_baselines(res, body, loader(), ck, root, device, a.out)
+    if not a.no_baselines: print_baselines(res, body, loader(), ck, root, device, a.out, net=net)
     return EXIT_OK
 
-def print_baselines(res, body, loader, ck, root, device, out=None) -> dict:
+def print_baselines(res, body, loader, ck, root, device, out=None, net=None) -> dict:
     "No 3D number read alone: the trivial predictors (`experiments.run_baselines`) on the same images, beside the run."
     from pathlib import Path
     from hybrid_pose.experiments import baseline_label, comparison_markdown, run_baselines
-    base = run_baselines(body, loader, ck.config, root, device)
+    base = run_baselines(body, loader, ck.config, root, device, net=net)
     print("\nThe run beside trivial baselines on the same images (rows marked 'oracle' use the test images' true 2D "
           "keypoints, which the network does not have):\n")
     print(comparison_markdown({"this run": res} | {baseline_label(k): r for k, r in base.items()}))

@@ -30,9 +30,9 @@ __all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES',
            'ORACLE_LABELS', 'LABEL_RENAMES', 'COMPARE_COLUMNS', 'objective_label', 'prior_label', 'setting_label',
            'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting', 'predict_crops', 'mesh_overlays',
            'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose', 'MeanPose', 'Nearest2D',
-           'build_baseline', 'MeanPoseFixedCamera', 'mean_camera', 'TPoseFixedCamera', 'parse_seeds', 'per_image',
-           'pose_pool', 'training_poses', 'evaluate_baselines', 'seed_rows', 'baseline_label', 'claims',
-           'run_baselines', 'comparison_markdown', 'PredictionsModel']
+           'build_baseline', 'MeanPoseFixedCamera', 'mean_camera', 'TPoseFixedCamera', 'NearestToPrediction',
+           'parse_seeds', 'per_image', 'pose_pool', 'training_poses', 'evaluate_baselines', 'seed_rows',
+           'baseline_label', 'claims', 'run_baselines', 'comparison_markdown', 'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
 # The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig; the words come
@@ -299,6 +299,30 @@ class TPoseFixedCamera(TPose):
         pose, betas = self.body_params(batch)
         return [torch.cat([mean_theta()[:3].expand(len(pose), 3), pose, betas], 1)]
 
+# %% ../nbs/13_experiments.ipynb #dd767d4a
+@register_baseline("nearest_2d_predicted")
+class NearestToPrediction(Nearest2D):
+    "Retrieval fed a network's own predicted 2D keypoints, placed by a camera fitted to them: no truth of the test image."
+    oracle = False
+    def __init__(self, body, poses: Tensor, # (P,72) the pose set, as for `Nearest2D`
+                 net=None, # the network whose keypoints are read (anything with `predict_batch(batch)` -> [Θ (B,85), ...])
+                 headings: int = 8):
+        if net is None: raise ValueError("nearest_2d_predicted needs the network whose keypoints it reads (net=)")
+        super().__init__(body, poses, headings)
+        self.net = net
+    @torch.no_grad()
+    def predict_batch(self, batch: dict) -> list: # [(B,85)]
+        if hasattr(self.net, "eval"): self.net.eval()
+        dev, dt = self.body.v_template.device, self.body.v_template.dtype
+        theta = self.net.predict_batch(batch)[-1].to(dev, dt)
+        d = decode(theta, self.body, batch["image"].shape[-1])
+        kp = torch.cat([d.keypoints, torch.ones_like(d.keypoints[..., :1])], -1)    # (B,14,3) every joint, as predicted
+        pose = self.candidates[self.match(kp).cpu()].to(dev, dt)
+        betas = torch.zeros(len(pose), 10, device=dev, dtype=dt)
+        cam = fit_weak_perspective(self.body(pose, betas).lsp_joints, kp)
+        return [torch.cat([cam, pose, betas], 1)]
+
+
 # %% ../nbs/13_experiments.ipynb #34358d21
 def parse_seeds(seeds) -> list[int]: # "0,1,2", [0, 1, 2] or an int n (seeds 0..n-1)
     "The seeds of an experiment, as a list of distinct ints."
@@ -340,6 +364,7 @@ def evaluate_baselines(body, loader, # the body layer; the evaluation loader (th
                        pool: Tensor|None = None, # (P,72) for `nearest_2d` (None: skipped)
                        device="auto", # see `evaluate`
                        train_keypoints: Tensor|None = None, # (N,14,3) training crops' keypoints for `mean_camera` (None: Θ₀'s camera)
+                       net=None, # a trained network: adds retrieval fed its own predicted keypoints (`nearest_2d_predicted`)
                        **kw) -> dict: # name -> EvalResult; kw go to `evaluate`
     "Score the trivial baselines on a loader: the oracles (camera fitted to the true keypoints) and one without test-time truth."
     fixed = None
@@ -347,7 +372,8 @@ def evaluate_baselines(body, loader, # the body layer; the evaluation loader (th
         fixed = dict(poses=train_poses, cam=None if train_keypoints is None else mean_camera(body, train_poses, train_keypoints))
     args = {"tpose": {}, "tpose_fixed_camera": {}, "mean_pose": None if train_poses is None else dict(poses=train_poses),
             "mean_pose_fixed_camera": fixed,
-            "nearest_2d": None if pool is None else dict(poses=pool)}
+            "nearest_2d": None if pool is None else dict(poses=pool),
+            "nearest_2d_predicted": None if pool is None or net is None else dict(poses=pool, net=net)}
     return {name: evaluate(build_baseline(name, body, **a), body, loader, device=device, progress=False, **kw)
             for name, a in args.items() if a is not None}
 
@@ -380,7 +406,8 @@ def seed_rows(results: dict, # setting -> [EvalResult per seed]
 BASELINE_LABELS = {"tpose": "baseline: T-pose", "mean_pose": "baseline: mean training pose",   # the words before the oracles
                    "nearest_2d": "baseline: nearest pose by 2D keypoints",                          # were named (the command line's)
                    "mean_pose_fixed_camera": "baseline: mean training pose, fixed camera (no test-time truth)",
-                   "tpose_fixed_camera": "baseline: Θ₀, the untrained network's T-pose and camera (no test-time truth)"}
+                   "tpose_fixed_camera": "baseline: Θ₀, the untrained network's T-pose and camera (no test-time truth)",
+                   "nearest_2d_predicted": "baseline: nearest pose by the network's own predicted 2D keypoints (no test-time truth)"}
 ORACLE_LABELS = {"tpose": "oracle: T-pose, camera fitted to the true 2D keypoints",
                  "mean_pose": "oracle: mean training pose, camera fitted to the true 2D keypoints",
                  "nearest_2d": "oracle: nearest pose by the true 2D keypoints, camera fitted to them"}
@@ -413,6 +440,7 @@ def run_baselines(body, loader, # the body layer; the loader the run was evaluat
                   config: dict, # the run's TrainConfig fields (`Checkpoint.config`)
                   data_root, # where its training data lives
                   device="auto", pool_size: int = 2000, # poses in the retrieval pool
+                  net=None, # the run's network: adds retrieval fed its predicted keypoints
                   **kw) -> dict: # name -> EvalResult (kw go to `evaluate`)
     "The trivial baselines for a trained run, on its evaluation images."
     train_poses = None
@@ -424,7 +452,7 @@ def run_baselines(body, loader, # the body layer; the loader the run was evaluat
     except (FileNotFoundError, DataError): pass                       # no training data here: no mean-pose row
     src = str(config.get("pose_source", "natural"))
     if src not in POSE_SAMPLERS and not Path(src).exists(): src = "natural"
-    return evaluate_baselines(body, loader, train_poses, pose_pool(src, pool_size), device=device, **kw)
+    return evaluate_baselines(body, loader, train_poses, pose_pool(src, pool_size), device=device, net=net, **kw)
 
 def comparison_markdown(named: dict, # row label -> EvalResult
                         columns: dict = COMPARE_COLUMNS, digits: int = 2) -> str:

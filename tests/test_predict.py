@@ -204,6 +204,7 @@ def test_evaluate_command(data, small_ckpt, tmp_path, capsys):
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "|" in out.out                                                          # the Markdown table
+    assert "nearest pose by the network's own predicted 2D keypoints (no test-time truth)" in out.out   # retrieval fed the run
     rows = (tmp_path / "table.csv").read_text().strip().splitlines()
     assert len(rows) == 2                                                           # a header and the one image
     assert cli.main(["evaluate", "--checkpoint", str(path), "--data-root", str(tmp_path / "empty"), "--dataset",
