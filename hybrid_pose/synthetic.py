@@ -349,9 +349,20 @@ def record_people(out, start: int, n: int, seed: int, cfg: SyntheticConfig) -> l
         fcntl.flock(lock, fcntl.LOCK_EX)
         try: ranges = json.loads(f.read_text()) if f.is_file() else []
         except ValueError: ranges = []                                   # a damaged record is rewritten, not trusted
-        ranges = [r for r in ranges if r.get("images") != entry["images"]] + [entry]
+        ranges = _merge_ranges([r for r in ranges if r.get("images") != entry["images"]] + [entry])
         atomic_write(f, (json.dumps(ranges, indent=1) + "\n").encode())
     return ranges
+
+def _merge_ranges(ranges: list) -> list: # sorted by first image; touching ranges drawn the same way become one
+    "Chunks made side by side record the same folder as one run would (images are a function of seed and number)."
+    out = []
+    for r in sorted(ranges, key=lambda r: tuple(r.get("images", (0, 0)))):
+        prev = out[-1] if out else None
+        same = prev is not None and {k: v for k, v in prev.items() if k != "images"} == {k: v for k, v in r.items() if k != "images"}
+        if same and r["images"][0] <= prev["images"][1] + 1:
+            prev["images"] = [prev["images"][0], max(prev["images"][1], r["images"][1])]
+        else: out.append(dict(r))
+    return out
 
 # %% ../nbs/07_synthetic.ipynb #3687cbd3
 def synth_command(a) -> int:
