@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, logging, os, re, tempfile, zlib
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -342,8 +342,6 @@ def saw_photographs(dataset: str, # the training sources, e.g. "synthetic" or "l
 
 
 # %% ../nbs/06_data.ipynb #bffe2850
-from dataclasses import replace as _replace
-
 def synthetic_folder(folder: str, # FOLDER of "synthetic:FOLDER": a folder under data_root made by `hybrid-pose synth --out`
                     ) -> Source:
     "The source `dataset='synthetic:FOLDER'` names (registered as the kind 'synthetic')."
@@ -351,7 +349,7 @@ def synthetic_folder(folder: str, # FOLDER of "synthetic:FOLDER": a folder under
         raise UsageError(f"dataset 'synthetic:{folder}': expected a folder name under the data root (letters, digits, "
                          "'_', '-', '.'), e.g. synthetic:heldout for DATA_ROOT/heldout made by `hybrid-pose synth --out`")
     base = SOURCE_REGISTRY["synthetic"]
-    return _replace(base, name=f"synthetic:{folder}", folder=folder, get=f"hybrid-pose synth --out {{root}}/{folder}",
+    return replace(base, name=f"synthetic:{folder}", folder=folder, get=f"hybrid-pose synth --out {{root}}/{folder}",
                                truth3d=f"{folder}/truth.npz", split_file=f"{folder}/split.json",
                                repair=f"hybrid-pose synth --n 0 --out {{root}}/{folder}")
 SOURCE_KINDS["synthetic"] = synthetic_folder

@@ -5,6 +5,7 @@
 # %% ../nbs/08_model.ipynb #1802bcf1
 from __future__ import annotations
 import logging, math, warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -173,8 +174,7 @@ def evidence_input(batch: dict, # needs keypoints (B,14,3) crop units and mask (
             raise ValueError(f"evidence_input: the batch has no tensor {k!r}; the evidence input needs keypoints (B,14,3) "
                              "and mask (B,S,S) (a `data.PoseDataset` batch of a source with silhouettes)")
     m = batch["mask"].float()[:, None]
-    m = torch.nn.functional.adaptive_avg_pool2d(m, px) if m.shape[-1] % px == 0 else \
-        torch.nn.functional.interpolate(m, size=(px, px), mode="area")
+    m = torch.nn.functional.adaptive_avg_pool2d(m, px)               # area averaging, any crop size
     return torch.cat([keypoint_heatmaps(batch["keypoints"], px), m], 1)
 
 
@@ -201,9 +201,7 @@ class EvidenceEncoder(nn.Module):
 
 
 # %% ../nbs/08_model.ipynb #2dfdc5c6
-from dataclasses import dataclass as _dataclass
-
-@_dataclass(frozen=True)
+@dataclass(frozen=True)
 class InputMode:
     "What the network reads and how it encodes it."
     name: str # the registry key (`TrainConfig.input`)

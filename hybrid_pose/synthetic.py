@@ -28,7 +28,7 @@ from .render import rasterize, shade, part_segmentation, body_part_labels
 __all__ = ['TRUTH_KEYS', 'SyntheticConfig', 'image_rng', 'sample_root', 'pose_sampler_for', 'sample_parameters', 'frame_person',
            'to_image', 'joint_visibility', 'background', 'SyntheticPerson', 'screen_window', 'render_person',
            'make_person', 'visibility_of', 'npz_bytes', 'mat_bytes', 'synthetic_paths', 'write_person', 'is_complete',
-           'assemble', 'generate_synthetic', 'record_people', 'synth_command']
+           'assemble', 'record_people', 'generate_synthetic', 'synth_command']
 
 # %% ../nbs/07_synthetic.ipynb #048e01f9
 @dataclass
@@ -315,28 +315,8 @@ def assemble(out, # data_root/synthetic
     atomic_write(out / "truth.npz", npz_bytes(truth | extra))
     return N
 
-def generate_synthetic(out="data/synthetic", # data_root/synthetic
-                       n: int = 2000, # images to make
-                       seed: int = 0,
-                       start: int = 1, # first image number (images start .. start+n-1)
-                       cfg: SyntheticConfig = SyntheticConfig(),
-                       body: BodyModel|None = None, # default: the open body model
-                       progress: bool = True, # a tqdm bar
-                       overwrite: bool = False, # remake complete images too
-                      ) -> dict: # made, skipped, total (entries in joints.mat)
-    "Generate images `start`..`start+n-1` into `out` in the LSP layout (resuming: complete images are skipped)."
-    out = Path(out)
-    body = load_body_model("open") if body is None else body
-    labels = body_part_labels(body)
-    made = skipped = 0
-    for k in tqdm(range(start, start + n), desc="synthetic people", disable=not progress):
-        if not overwrite and is_complete(out, k):
-            skipped += 1; continue
-        write_person(make_person(k, seed, body, labels, cfg), out, k, cfg.quality)
-        made += 1
-    if n: record_people(out, start, n, seed, cfg)
-    return dict(made=made, skipped=skipped, total=assemble(out, seed if n else None))   # --n 0: a repair keeps the seed
 
+# %% ../nbs/07_synthetic.ipynb #d543032c
 def record_people(out, start: int, n: int, seed: int, cfg: SyntheticConfig) -> list: # the ranges recorded so far
     "Append what drew images start..start+n-1 (seed, pose sampler, the activity split when one is used) to people.json."
     import fcntl
@@ -363,6 +343,31 @@ def _merge_ranges(ranges: list) -> list: # sorted by first image; touching range
             prev["images"] = [prev["images"][0], max(prev["images"][1], r["images"][1])]
         else: out.append(dict(r))
     return out
+
+
+# %% ../nbs/07_synthetic.ipynb #02da6212
+def generate_synthetic(out="data/synthetic", # data_root/synthetic
+                       n: int = 2000, # images to make
+                       seed: int = 0,
+                       start: int = 1, # first image number (images start .. start+n-1)
+                       cfg: SyntheticConfig = SyntheticConfig(),
+                       body: BodyModel|None = None, # default: the open body model
+                       progress: bool = True, # a tqdm bar
+                       overwrite: bool = False, # remake complete images too
+                      ) -> dict: # made, skipped, total (entries in joints.mat)
+    "Generate images `start`..`start+n-1` into `out` in the LSP layout (resuming: complete images are skipped)."
+    out = Path(out)
+    body = load_body_model("open") if body is None else body
+    labels = body_part_labels(body)
+    made = skipped = 0
+    for k in tqdm(range(start, start + n), desc="synthetic people", disable=not progress):
+        if not overwrite and is_complete(out, k):
+            skipped += 1; continue
+        write_person(make_person(k, seed, body, labels, cfg), out, k, cfg.quality)
+        made += 1
+    if n: record_people(out, start, n, seed, cfg)
+    return dict(made=made, skipped=skipped, total=assemble(out, seed if n else None))   # --n 0: a repair keeps the seed
+
 
 # %% ../nbs/07_synthetic.ipynb #3687cbd3
 def synth_command(a) -> int:

@@ -568,7 +568,7 @@ Trainer._targets = _targets
 def _generator_terms(self: Trainer, batch: dict, log_all: bool = True) -> tuple: # loss, its terms (detached), Θ of every iteration, the decoded last Θ
     "The generator's loss for a batch, its terms, and Θ of every IEF iteration."
     cfg = self.cfg
-    images = self.net.input_of(batch)                        # the input mode's: the crops (rgb) or the evidence maps
+    images = self._to_device(self.net.input_mode.make(batch, self.net.input_px))   # the crops (rgb) or the evidence maps, copied without waiting
     if self.device.type == "cuda" and cfg.channels_last: images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
         thetas = self.model(images)
