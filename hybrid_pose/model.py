@@ -5,6 +5,7 @@
 # %% ../nbs/08_model.ipynb #1802bcf1
 from __future__ import annotations
 import logging, math, warnings
+from types import SimpleNamespace
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -16,13 +17,15 @@ from torch import Tensor, nn
 
 from .body import BodyModel, BodyOutput
 from .camera import project, crop_to_pixels
+from .losses import INPUTS, Input, register_term
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'THETA_DIM', 'CAM', 'POSE', 'BETAS', 'BACKBONES', 'INPUT_MODES', 'Theta', 'split_theta', 'mean_theta',
-           'build_encoder', 'IterativeRegressor', 'keypoint_heatmaps', 'evidence_input', 'EvidenceEncoder', 'InputMode',
-           'register_input', 'input_mode', 'HybridPoseNet', 'Decoded', 'decode']
+           'build_encoder', 'IterativeRegressor', 'keypoint_heatmaps', 'evidence_input', 'EvidenceEncoder',
+           'HeatmapEncoder', 'InputMode', 'register_input', 'input_mode', 'heatmap_term', 'HybridPoseNet', 'Decoded',
+           'decode']
 
 # %% ../nbs/08_model.ipynb #46fafef5
 THETA_DIM = 85                 # camera 3 + root 3 + body 69 + shape 10
@@ -200,6 +203,37 @@ class EvidenceEncoder(nn.Module):
         return torch.relu(self.fc(self.convs(x).flatten(1)))
 
 
+# %% ../nbs/08_model.ipynb #d8743dfe
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+class HeatmapEncoder(nn.Module):
+    "Crop (B,3,S,S) -> φ (B,features), keeping the joints' heat maps (B,14,S/2,S/2) of the pass in `.heatmaps`."
+    def __init__(self, width: int = 32, # channels at S/2 (doubled at S/4 and S/8)
+                 joints: int = 14, # heat maps (LSP-14)
+                 features: int = 512, # size of φ
+                ):
+        super().__init__()
+        w = width
+        self.down = nn.ModuleList([nn.Sequential(_conv(3, w, 2), _conv(w, w)),                 # S/2
+                                   nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w)),     # S/4
+                                   nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))])  # S/8
+        self.up = nn.ModuleList([_conv(6 * w, 2 * w), _conv(3 * w, w)])                        # S/4, S/2 (with the skips)
+        self.heat = nn.Conv2d(w, joints, 1)
+        self.head = nn.Sequential(_conv(w + joints, 2 * w, 2), _conv(2 * w, 4 * w, 2), _conv(4 * w, 8 * w, 2),
+                                  nn.AdaptiveAvgPool2d(2))
+        self.fc = nn.Linear(8 * w * 4, features)
+        self.features, self.heatmaps = features, None
+
+    def forward(self, x: Tensor) -> Tensor: # (B,3,S,S), S a multiple of 8 -> (B,features)
+        if x.shape[-1] % 8 or x.shape[-2] % 8:
+            raise ValueError(f"HeatmapEncoder: the crop's sides must be multiples of 8; got {tuple(x.shape[-2:])}")
+        a = self.down[0](x); b = self.down[1](a); c = self.down[2](b)
+        up = lambda t, ref: nn.functional.interpolate(t, size=ref.shape[-2:], mode="nearest")
+        u = self.up[1](torch.cat([up(self.up[0](torch.cat([up(c, b), b], 1)), a), a], 1))
+        self.heatmaps = self.heat(u)                                     # (B,14,S/2,S/2)
+        return torch.relu(self.fc(self.head(torch.cat([u, self.heatmaps], 1)).flatten(1)))
+
 # %% ../nbs/08_model.ipynb #2dfdc5c6
 @dataclass(frozen=True)
 class InputMode:
@@ -231,6 +265,30 @@ register_input(InputMode("rgb", lambda batch, px: batch["image"], lambda backbon
 register_input(InputMode("evidence", evidence_input, _evidence_encoder, False,
                          "2D evidence: visible-joint heat maps + silhouette"))
 
+def _heatmap_encoder(backbone=None, pretrained=None, px=None):
+    enc = HeatmapEncoder()
+    return enc, enc.features, "random (heat-map encoder)"
+
+register_input(InputMode("rgb_heatmaps", lambda batch, px: batch["image"], _heatmap_encoder, True,
+                         "pixels (heat-map encoder)"))
+
+
+# %% ../nbs/08_model.ipynb #471b3ff4
+INPUTS["heatmaps"] = Input("prediction", "aux.heatmaps", "(B,14,h,h) predicted heat maps (input 'rgb_heatmaps')")
+
+@register_term("hm", ("heatmaps", "gt_keypoints"), 10.0, "2D heat maps (auxiliary)", options=dict(sigma=2.0))
+def heatmap_term(x: dict, # "heatmaps" (B,14,h,h) predicted; "gt_keypoints" (B,14,3) u, v (crop units), visibility
+                 weight: float, reduction: str, options: dict, # options: sigma, target width in map pixels
+                ) -> Tensor: # scalar ("mean") or (B,) ("none")
+    "Squared error of the predicted heat maps against Gaussians at the visible annotated joints, summed over pixels."
+    h, gt = x["heatmaps"], x["gt_keypoints"]
+    if h.dtype in (torch.float16, torch.bfloat16): h = h.float()          # the error in float32 under autocast
+    if h.ndim != 4 or h.shape[1] != gt.shape[1]:
+        raise ValueError(f"hm: expected heat maps (B,{gt.shape[1]},h,h); got {tuple(h.shape)}")
+    target = keypoint_heatmaps(gt, h.shape[-1], options["sigma"]).to(h)
+    vis = ((gt[..., 2] > 0) & torch.isfinite(gt[..., :2]).all(-1)).to(h)     # (B,14)
+    per = (((h - target) ** 2).sum((-1, -2)) * vis).sum(1) / vis.sum(1).clamp(min=1)
+    return weight * (per if reduction == "none" else per.mean())
 
 # %% ../nbs/08_model.ipynb #7e4e4fa4
 class HybridPoseNet(nn.Module):
@@ -265,6 +323,11 @@ class HybridPoseNet(nn.Module):
     def predict_batch(self, batch: dict) -> list[Tensor]: # n_iter tensors (B,85): what `evaluate` calls
         return self(self.input_of(batch))
 
+    def aux_outputs(self) -> SimpleNamespace|None: # `.heatmaps` (B,14,h,h) of the last forward pass, or None
+        "What the encoder predicted besides φ in its last forward pass (the auxiliary terms read it through `Decoded.aux`)."
+        h = getattr(self.encoder, "heatmaps", None)
+        return None if h is None else SimpleNamespace(heatmaps=h)
+
 
 # %% ../nbs/08_model.ipynb #c10bf28f
 class Decoded(NamedTuple):
@@ -276,14 +339,16 @@ class Decoded(NamedTuple):
     body: BodyOutput     # vertices (B,V,3), joints (B,24,3), lsp_joints (B,14,3), rotmats (B,24,3,3)
     keypoints: Tensor    # (B,14,2) projected LSP joints, crop units [-1,1]
     vertices_px: Tensor  # (B,V,2) projected vertices, crop pixels
+    aux: object = None   # the encoder's auxiliary outputs of the same pass (`.heatmaps`), or None
 
 def decode(theta: Tensor, # (B,85)
            body: BodyModel, # the body layer
            size: int = 224, # crop side, pixels
+           aux=None, # `HybridPoseNet.aux_outputs()` of the pass that made Θ (for the auxiliary terms), or None
           ) -> Decoded:
     "Θ -> body -> projected LSP joints (crop units) and vertices (crop pixels)."
     cam, pose, betas = split_theta(theta)
     dt = body.v_template.dtype                     # the body's precision (float32 under AMP too)
     out = body(pose.to(dt), betas.to(dt))
     cam = cam.to(dt)
-    return Decoded(theta, cam, pose, betas, out, project(out.lsp_joints, cam), crop_to_pixels(project(out.vertices, cam), size))
+    return Decoded(theta, cam, pose, betas, out, project(out.lsp_joints, cam), crop_to_pixels(project(out.vertices, cam), size), aux)

@@ -101,7 +101,7 @@ class TrainConfig:
     lspet_val: int = 0                 # hold out LSPe's last N images as its "val" split (0: the paper's, all LSPe trains)
     # model
     body_model: str = "auto"           # "auto" (SMPL if converted, else the open model), "open", "smpl" or a path
-    input: str = "rgb"                 # what the network reads (`model.INPUT_MODES`): "rgb" (the paper) or "evidence" (2D evidence)
+    input: str = "rgb"                 # what the network reads (`model.INPUT_MODES`): "rgb" (the paper), "evidence" (2D evidence), "rgb_heatmaps" (CPU recipe)
     input_px: int = 64                 # side of the evidence maps (input "evidence")
     backbone: str = "resnet50"         # "resnet50" (the paper), "resnet34", "resnet18" (input "rgb")
     pretrained: str = "auto"           # ImageNet weights: "auto", "yes", "no", or a state_dict path
@@ -110,6 +110,7 @@ class TrainConfig:
     dropout_stages: str = "last"       # "last" (the authors) or "all" (HMR)
     freeze_bn: bool = False            # BatchNorm in inference mode (running statistics) while training
     mean_params: str = ""              # HMR's mean-parameter file for Θ₀ ("" = zero pose and shape)
+    init_from: str = ""                # a checkpoint (file or run folder) whose network starts this run, e.g. a 2D heat-map pretraining ("" = none)
     # objective: the loss terms (`losses.TERMS`), their weights and options
     losses: str = "both"               # a composition of terms "kpr+mr", or an alias ("both" = kpr+mr, "kpr3d" = kpr+j3d)
     weights: dict = field(default_factory=dict)       # term -> weight ({} : each term's default; KPR 60, MR 1, j3d 60)
@@ -477,6 +478,7 @@ def _build_network(self: Trainer):
     pre = {"yes": True, "true": True, "no": False, "false": False, "": False}.get(str(cfg.pretrained).lower(), cfg.pretrained)
     self.net = HybridPoseNet(cfg.backbone, pre, cfg.n_iter, cfg.dropout, cfg.dropout_stages, cfg.mean_params or None,
                              input=cfg.input, input_px=cfg.input_px).to(self.device)
+    if cfg.init_from: self._init_network(cfg.init_from)
     if self.device.type == "cuda" and cfg.channels_last: self.net = self.net.to(memory_format=torch.channels_last)
     self.sync_bn = self.world > 1 and cfg.sync_bn and not cfg.freeze_bn
     if self.sync_bn and self.device.type != "cuda":
@@ -488,6 +490,20 @@ def _build_network(self: Trainer):
         self.model = nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device] if self.device.type == "cuda" else None)
     self.opt_g = torch.optim.Adam(self.net.parameters(), lr=cfg.gen_lr, betas=(0.9, 0.999), eps=1e-7, fused=True)  # fused: skips on the device
 Trainer._build_network = _build_network
+
+def _init_network(self: Trainer, path: str):
+    "Start from another run's network (same input mode and architecture); the weights' provenance names it and its digest."
+    try: ck = ckpt.read(path)
+    except (FileNotFoundError, ckpt.CheckpointError) as e:
+        raise UsageError(f"TrainConfig.init_from: {one_line(e)}") from None
+    mc, old = ck["model_config"], {"input": "rgb", "input_px": 64}                 # older checkpoints: the pixel input
+    diff = [k for k in ("input", "input_px", "backbone", "n_iter") if mc.get(k, old.get(k)) != self.net.config[k]]
+    if diff: raise UsageError(f"TrainConfig.init_from: {path} holds a network with " + ", ".join(f"{k}={mc.get(k, old.get(k))!r}" for k in diff)
+                              + "; this run builds " + ", ".join(f"{k}={self.net.config[k]!r}" for k in diff) + "; start from a run with the same network")
+    self.net.load_state_dict(ck["model"])
+    self.net.weights = f"init_from {path}: step {ck['step']} of {ck['setting']!r} (digest {str(ck['digest'])[:12]})"
+Trainer._init_network = _init_network
+
 
 def _build_prior(self: Trainer, pretrain: bool):
     "The prior with the run's options (`critic.build_prior_from`), pretrained by its recipe unless a checkpoint brings it."
@@ -573,7 +589,7 @@ def _generator_terms(self: Trainer, batch: dict, log_all: bool = True) -> tuple:
     with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
         thetas = self.model(images)
     thetas = [t.float() for t in thetas]                     # float32 already (the regressor accumulates Θ in float32)
-    d = decode(thetas[-1], self.body, cfg.img_size)
+    d = decode(thetas[-1], self.body, cfg.img_size, aux=self.net.aux_outputs())   # + the heat maps of an auxiliary head
     targets = self._targets(batch)
     terms = self.objective.terms_for(d, targets, log_all=log_all)   # every term asks `targets` for what it reads
     gt = targets["keypoints"]

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import papermill as pm
+from hybrid_pose.checkpoint import Checkpoint
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,3 +161,30 @@ def test_evidence_track_smoke(tmp_path):
     t0 = (out / "evidence_heldout.csv").stat().st_mtime
     run("35_evidence.ipynb", tmp_path, **kw)                                   # reruns reuse the people and the runs
     assert json.loads((data / "heldout" / "people.json").read_text()) == people
+
+
+def test_rgb_cpu_recipe_smoke(tmp_path):
+    """The same notebook as the RGB track's CPU recipe: the shared 2D stage trained once (the heat-map term alone), every
+    run started from it with the extra term in its setting, oracle rows labelled as such, retrieval fed the control's
+    own keypoints, files under the track's tag."""
+    out, data = tmp_path / "figs", tmp_path / "data"
+    kw = dict(data_root=str(data), out_dir=str(out), runs_dir=str(tmp_path / "runs"), n_train=12, n_test=6, max_steps=2,
+              batch_size=4, settings="both+none,kpr3d+none", seeds="0,1", curve_every=2, curve_settings="kpr3d+none",
+              parallel=2, dpi=40, input="rgb_heatmaps", extra_terms="hm", init_steps=2, tag="rgb_cpu")
+    run("35_evidence.ipynb", tmp_path, **kw)
+    pre = Checkpoint.load(tmp_path / "runs" / "pretrain_2d" / "hm+none")
+    assert pre.step == 2 and pre.config["losses"] == "hm" and pre.config["input"] == "rgb_heatmaps"
+    for t in ("heldout", "inactivity"):
+        rows = _table(out / f"rgb_cpu_{t}.csv")
+        labels = {r["setting"]: r["label"] for r in rows}
+        assert "2D heat maps (auxiliary)" in labels["kpr3d+none"]
+        assert labels["baseline:nearest_2d"].startswith("oracle") and "no test-time truth" in labels["baseline:nearest_2d_predicted"]
+        side = _sidecar(out / f"rgb_cpu_{t}.csv")
+        assert side["input"] == "rgb_heatmaps" and side["run_names"]["kpr3d+none"] == "kpr3d+hm+none"
+        assert side["train_configs"]["both+none"]["init_from"].endswith("hm+none") and side["pretrain_2d"]["max_steps"] == 2
+        head = side["head_2d_px_heldout"]
+        assert {"mean training keypoint (no test-time truth)", "2D stage (2 steps)", "kpr3d+hm+none, seed 0"} <= set(head)
+        assert all(0 < e < 64 for e in head.values()), head
+        run_ck = Checkpoint.load(tmp_path / "runs" / "seed1" / "kpr3d+hm+none")
+        assert "init_from" in run_ck["weights"] and pre["digest"][:12] in run_ck["weights"]
+    assert (out / "rgb_cpu_curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -283,3 +283,26 @@ def test_evidence_input_learns_saves_evaluates_and_is_refused_by_predict(data_ro
     r = subprocess.run([sys.executable, "-m", "hybrid_pose.cli", "predict", str(img), "--checkpoint", str(tmp_path / "ev"),
                         "--out", str(tmp_path / "pred")], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "not photographs" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_heatmap_input_pretrains_2d_and_a_run_starts_from_it(data_root, tmp_path):
+    """The CPU recipe: the heat-map term alone trains the encoder's 2D head (it falls); a run with `init_from` starts
+    from exactly those weights, says so in its provenance, and a network of another input is refused in one line."""
+    from hybrid_pose.base import UsageError
+    pre = small(data_root, tmp_path / "pre", input="rgb_heatmaps", losses="hm", prior="none", batch_size=8, augment=False,
+                max_steps=30, gen_lr=3e-3, ckpt_every=0)
+    tr = train(pre)
+    first, last = tr.history[0]["hm"], tr.history[-1]["hm"]
+    assert last < 0.8 * first, (first, last)
+    assert math.isnan(tr.history[-1]["kpr"]) or tr.history[-1]["kpr"] > 0           # logged beside it, not trained
+    ck = Checkpoint.load(tmp_path / "pre")
+    fine = Trainer(small(data_root, tmp_path / "fine", input="rgb_heatmaps", losses="kpr3d+hm", prior="none",
+                         init_from=str(tmp_path / "pre")))
+    for k, v in ck["model"].items(): torch.testing.assert_close(fine.net.state_dict()[k], v, rtol=0, atol=0)
+    assert "init_from" in fine.net.weights and ck["digest"][:12] in fine.net.weights
+    fine.fit()
+    assert Checkpoint.load(tmp_path / "fine")["weights"] == fine.net.weights       # the provenance travels with the weights
+    with pytest.raises(UsageError, match="input='rgb_heatmaps'.*input='evidence'"):
+        Trainer(small(data_root, tmp_path / "ev", input="evidence", losses="kpr", prior="none", init_from=str(tmp_path / "pre")))
+    with pytest.raises(UsageError, match="init_from.*does not exist"):
+        Trainer(small(data_root, tmp_path / "ev2", losses="kpr", prior="none", init_from=str(tmp_path / "nowhere.pt")))
