@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'LOSSES', 'PRIORS', 'LEGACY', 'PROFILES', 'RESUME_FREE', 'STATUSES', 'LOG_COLUMNS', 'TRAIN_EXIT', 'legacy_key',
            'migrate_config', 'TrainConfig', 'setting_name', 'parse_setting', 'setting_fields', 'resolved_body_model',
            'resolve_profile', 'read_config_file', 'load_config', 'apply_overrides', 'ResumableSampler', 'dist_context',
-           'real_poses', 'val_sources', 'autocast_dtype', 'determinism', 'rank_seed', 'cpu_threads', 'Trainer',
+           'real_poses', 'val_sources', 'autocast_dtype', 'determinism', 'rank_seed', 'cpu_threads', 'Trainer', 'lr_at',
            'HostSyncCounter', 'config_changes', 'train', 'build_trainer', 'train_command']
 
 # %% ../nbs/09_train.ipynb #660487bf
@@ -123,6 +123,7 @@ class TrainConfig:
     pose_source: str = "natural"       # real poses: a pose sampler ("natural", "uniform") or a folder/file of MoSh/AMASS poses
     # optimisation
     gen_lr: float = 1e-4
+    lr_schedule: str = "constant"      # the generator's rate over the run: "constant" (the paper) or "cosine" (gen_lr to 0 at the last step)
     epochs: int = 120                  # the paper (the authors' code: 125)
     max_steps: int = 0                 # > 0: stop after this many steps (whatever `epochs` says)
     grad_clip: float = 0.0             # > 0: clip the generator's gradient norm
@@ -155,7 +156,8 @@ _RANGES = dict(batch_size=(1, None), img_size=(32, None), num_workers=(0, None),
                nan_patience=(1, None), time_budget_s=(0, None), threads=(0, None),
                input_px=(16, None))
 _TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}
-_CHOICES = dict(prior_fakes=("all", "last"), dropout_stages=("last", "all"), amp_dtype=("auto", "bf16", "fp16"))
+_CHOICES = dict(prior_fakes=("all", "last"), dropout_stages=("last", "all"), amp_dtype=("auto", "bf16", "fp16"),
+                lr_schedule=("constant", "cosine"))
 
 def _check_config(self: TrainConfig):
     "Check every field: its type, its range, its choices; the objective and the prior against their live registries."
@@ -633,6 +635,13 @@ def _sync_grads(self: Trainer, params):
 Trainer._sync_grads = _sync_grads
 
 # %% ../nbs/09_train.ipynb #5aea2s02
+def lr_at(cfg: TrainConfig, step: int, # 0-based, the update about to be made
+          total: int, # the run's steps
+         ) -> float: # the generator's learning rate for that update
+    "`gen_lr` (constant) or a cosine from `gen_lr` at step 0 to 0 after the last step (`lr_schedule`)."
+    if cfg.lr_schedule == "constant" or total <= 0: return cfg.gen_lr
+    return cfg.gen_lr * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
 def _train_step(self: Trainer, batch: dict) -> dict: # detached device tensors (no host sync); `fit` turns them into numbers when it logs
     "One generator update and `prior_steps` prior updates; a non-finite loss or gradient skips the step, on the device."
     cfg = self.cfg
@@ -642,6 +651,8 @@ def _train_step(self: Trainer, batch: dict) -> dict: # detached device tensors (
             for m in self.net.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
         self.opt_g.zero_grad(set_to_none=True)
+        if cfg.lr_schedule != "constant":                    # a function of the step alone: a resumed run continues it exactly
+            for g in self.opt_g.param_groups: g["lr"] = lr_at(cfg, self.step, self.total_steps)
         logged = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == self.total_steps      # `fit` logs after this step
         loss, terms, thetas, d = self.generator_terms(batch, log_all=logged)
         # A non-finite loss multiplies every gradient by NaN (a finite one by exactly 1), so one test of the gradient

@@ -306,3 +306,15 @@ def test_heatmap_input_pretrains_2d_and_a_run_starts_from_it(data_root, tmp_path
         Trainer(small(data_root, tmp_path / "ev", input="evidence", losses="kpr", prior="none", init_from=str(tmp_path / "pre")))
     with pytest.raises(UsageError, match="init_from.*does not exist"):
         Trainer(small(data_root, tmp_path / "ev2", losses="kpr", prior="none", init_from=str(tmp_path / "nowhere.pt")))
+
+
+def test_cosine_schedule_is_a_function_of_the_step(data_root, tmp_path):
+    """lr_schedule='cosine': gen_lr at the first update, half way at the middle, 0 after the last; the run applies it."""
+    from hybrid_pose.train import lr_at
+    cfg = small(data_root, tmp_path / "c", lr_schedule="cosine", gen_lr=1e-3, max_steps=4, losses="kpr", prior="none")
+    assert lr_at(cfg, 0, 4) == 1e-3 and abs(lr_at(cfg, 2, 4) - 5e-4) < 1e-12 and abs(lr_at(cfg, 4, 4)) < 1e-18
+    assert lr_at(small(data_root, tmp_path / "k"), 3, 4) == small(data_root, tmp_path / "k").gen_lr     # constant: the paper
+    tr = train(cfg)
+    assert tr.opt_g.param_groups[0]["lr"] == lr_at(cfg, 3, 4)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        small(data_root, tmp_path / "x", lr_schedule="step")

@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="figures", help="where the table and figure go (default: figures)")
     p.add_argument("--data-root", default=None, help="default: the run's data_root")
     p.add_argument("--images", type=int, default=6, help="held-out images in the overlay figure (default 6)")
+    p.add_argument("--name", default="lspet_first_run", help="the files' stem under --out (default lspet_first_run)")
     a = p.parse_args(argv)
     from hybrid_pose.checkpoint import Checkpoint
     from hybrid_pose.base import UsageError, one_line
@@ -47,7 +48,8 @@ def main(argv=None) -> int:
         print(f"lspet_first_run: error: {one_line(e)}", file=sys.stderr); return 2
     loader = lambda: make_loader(ds, batch_size=16, shuffle=False, num_workers=0)
     torch.manual_seed(int(cfg.get("seed", 0)))
-    untrained = HybridPoseNet(cfg["backbone"], False, cfg["n_iter"]).eval()
+    untrained = HybridPoseNet(cfg["backbone"], False, cfg["n_iter"], input=cfg.get("input", "rgb"),
+                              input_px=cfg.get("input_px", 64)).eval()
     trained = ck.network().eval()
     pool = pose_pool("natural", 2000)
     results = {str(ck.trained_on): evaluate(trained, body, loader(), progress=False),
@@ -62,22 +64,22 @@ def main(argv=None) -> int:
                "pose is chosen by them), which the networks do not have; the Θ₀ row and retrieval fed the trained network's own keypoints use no test-time truth. "
                "One training seed: no interval; a first look, not a result.")
     out = Path(a.out)
-    save_table(rows, out / "lspet_first_run.csv", vars(a), data=[root / "lspet" / "joints.mat", ck.path], started=t0,
+    save_table(rows, out / f"{a.name}.csv", vars(a), data=[root / "lspet" / "joints.mat", ck.path], started=t0,
                caption=caption, train_config=cfg, seeds=[int(cfg.get("seed", 0))], trained_on=ck.trained_on)
     # overlays: the first held-out images, trained network / nearest pose by 2D keypoints / T-pose
     batch = next(iter(make_loader(ds, batch_size=a.images, shuffle=False, num_workers=0)))
     with torch.no_grad():
         grid = {"input": denormalize_image(batch["image"]).permute(0, 2, 3, 1),
-                "trained network": mesh_overlays(decode(trained(batch["image"])[-1], body, ck.image_size), body, batch["image"])}
+                "trained network": mesh_overlays(decode(trained.predict_batch(batch)[-1], body, ck.image_size), body, batch["image"])}
         for name in ("nearest_2d", "tpose"):
             b = build_baseline(name, body, **({"poses": pool} if name == "nearest_2d" else {}))
             grid[baseline_label(name)] = mesh_overlays(
                 decode(b.predict_batch(batch)[0], body, ck.image_size), body, batch["image"])
     fig = overlay_grid(grid)
-    save_figure(fig, out / "lspet_first_run.png", vars(a), data=[root / "lspet" / "joints.mat", ck.path], started=t0,
+    save_figure(fig, out / f"{a.name}.png", vars(a), data=[root / "lspet" / "joints.mat", ck.path], started=t0,
                 label="held-out LSPe images; oracle rows: camera fitted to the true keypoints", train_config=cfg)
     for r in rows: print(" | ".join(f"{v:.3f}" if isinstance(v, float) and math.isfinite(v) else str(v) for v in r.values()))
-    print(f"wrote {out / 'lspet_first_run.csv'} and .png in {time.time() - t0:.0f} s", file=sys.stderr)
+    print(f"wrote {out / (a.name + '.csv')} and .png in {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
 
 
