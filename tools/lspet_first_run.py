@@ -71,9 +71,10 @@ def main(argv=None) -> int:
     with torch.no_grad():
         grid = {"input": denormalize_image(batch["image"]).permute(0, 2, 3, 1),
                 "trained network": mesh_overlays(decode(trained.predict_batch(batch)[-1], body, ck.image_size), body, batch["image"])}
+        SHORT = {"nearest_2d": "oracle: nearest pose\nby the true 2D keypoints", "tpose": "oracle: T-pose, camera\nfitted to the true 2D keypoints"}
         for name in ("nearest_2d", "tpose"):
             b = build_baseline(name, body, **({"poses": pool} if name == "nearest_2d" else {}))
-            grid[baseline_label(name)] = mesh_overlays(
+            grid[SHORT[name]] = mesh_overlays(
                 decode(b.predict_batch(batch)[0], body, ck.image_size), body, batch["image"])
     fig = overlay_grid(grid)
     save_figure(fig, out / f"{a.name}.png", vars(a), data=[root / "lspet" / "joints.mat", ck.path], started=t0,
