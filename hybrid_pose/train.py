@@ -146,7 +146,6 @@ class TrainConfig:
     resume: bool = True                # continue from out_dir/checkpoint.pt when it exists (False: start afresh)
     tensorboard: bool = True           # also write TensorBoard events (when `tensorboard` is installed)
     progress: bool = True              # tqdm bar
-
     def __post_init__(self): _check_config(self)   # below: every field, and the registries as they are now
 
 # %% ../nbs/09_train.ipynb #cf000002
@@ -499,10 +498,12 @@ def _init_network(self: Trainer, path: str):
     except (FileNotFoundError, ckpt.CheckpointError) as e:
         raise UsageError(f"TrainConfig.init_from: {one_line(e)}") from None
     mc, old = ck["model_config"], {"input": "rgb", "input_px": 64}                 # older checkpoints: the pixel input
-    diff = [k for k in ("input", "input_px", "backbone", "n_iter") if mc.get(k, old.get(k)) != self.net.config[k]]
+    keys = ("input", "n_iter") + (("backbone",) if self.net.config["input"] == "rgb" else ("input_px",))   # what shapes the weights
+    diff = [k for k in keys if mc.get(k, old.get(k)) != self.net.config[k]]
     if diff: raise UsageError(f"TrainConfig.init_from: {path} holds a network with " + ", ".join(f"{k}={mc.get(k, old.get(k))!r}" for k in diff)
                               + "; this run builds " + ", ".join(f"{k}={self.net.config[k]!r}" for k in diff) + "; start from a run with the same network")
-    self.net.load_state_dict(ck["model"])
+    try: self.net.load_state_dict(ck["model"])
+    except RuntimeError as e: raise UsageError(f"TrainConfig.init_from: {path}: its weights do not fit this network ({one_line(e)[:160]})") from None
     self.net.weights = f"init_from {path}: step {ck['step']} of {ck['setting']!r} (digest {str(ck['digest'])[:12]})"
 Trainer._init_network = _init_network
 
