@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_experiments.ipynb #04943e11
 from __future__ import annotations
-import logging, math, time, warnings
+import dataclasses, json, logging, math, os, subprocess, sys, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'SEED_COLUMNS', 'BASELINE_LABELS',
            'ORACLE_LABELS', 'LABEL_RENAMES', 'COMPARE_COLUMNS', 'objective_label', 'prior_label', 'setting_label',
-           'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting', 'predict_crops', 'mesh_overlays',
-           'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose', 'MeanPose', 'Nearest2D',
-           'build_baseline', 'MeanPoseFixedCamera', 'mean_camera', 'TPoseFixedCamera', 'NearestToPrediction',
-           'parse_seeds', 'per_image', 'pose_pool', 'training_poses', 'evaluate_baselines', 'seed_rows',
-           'baseline_label', 'claims', 'run_baselines', 'comparison_markdown', 'PredictionsModel']
+           'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting', 'with_extra_terms', 'train_subprocess',
+           'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose',
+           'MeanPose', 'Nearest2D', 'build_baseline', 'MeanPoseFixedCamera', 'mean_camera', 'TPoseFixedCamera',
+           'NearestToPrediction', 'parse_seeds', 'per_image', 'pose_pool', 'training_poses', 'evaluate_baselines',
+           'seed_rows', 'baseline_label', 'claims', 'run_baselines', 'comparison_markdown', 'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
 # The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig; the words come
@@ -116,6 +116,28 @@ def run_setting(cfg: TrainConfig, # from `experiment_config`
     else:
         tr.result = tr.fit()
     return tr
+
+# %% ../nbs/13_experiments.ipynb #1c9939ba
+def with_extra_terms(setting: str, # e.g. "kpr3d+none" (it must end with its prior)
+                     extra_terms: str = "", # terms joined before the prior, e.g. "hm"
+                    ) -> str: # the setting as trained: "kpr3d+none" + "hm" -> "kpr3d+hm+none"
+    "A setting with terms added to its objective (an auxiliary term every row of a study carries)."
+    if not extra_terms: return setting
+    *terms, prior = setting.split("+")
+    if not terms or parse_setting(prior + "+kpr")["prior"] != prior:
+        raise ValueError(f"setting {setting!r} must end with its prior (e.g. {setting}+none) to take extra terms {extra_terms!r}")
+    return "+".join([*terms, extra_terms, prior])
+
+def train_subprocess(cfg: TrainConfig, # from `experiment_config`; cfg.out_dir gets request.json
+                    ) -> Path: # cfg.out_dir
+    "Train one run in its own `hybrid-pose train` process with one thread (a finished run is left as it is); several side by side use the cores."
+    out = Path(cfg.out_dir); out.mkdir(parents=True, exist_ok=True)
+    f = out / "request.json"; f.write_text(json.dumps(dataclasses.asdict(cfg)))
+    r = subprocess.run([sys.executable, "-m", "hybrid_pose.cli", "train", "--config", str(f)], capture_output=True, text=True,
+                       env=os.environ | {"OMP_NUM_THREADS": "1"})   # exit 4: finished before, nothing to do
+    if r.returncode not in (0, 4):
+        raise RuntimeError(f"training {out} failed (exit {r.returncode}): {' '.join(r.stderr.strip().splitlines()[-1:])}")
+    return out
 
 # %% ../nbs/13_experiments.ipynb #498c13a3
 @torch.no_grad()

@@ -188,3 +188,33 @@ def test_rgb_cpu_recipe_smoke(tmp_path):
         run_ck = Checkpoint.load(tmp_path / "runs" / "seed1" / "kpr3d+hm+none")
         assert "init_from" in run_ck["weights"] and pre["digest"][:12] in run_ck["weights"]
     assert (out / "rgb_cpu_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lspet_recipe_smoke(tmp_path):
+    """The LSPe study end to end on a stick-figure LSPe layout: the 2D stage once, each setting × seed from it, the held-out
+    tail scored beside no-truth and oracle rows (labelled), Holm claims, curves, overlays and a photograph; reruns reuse."""
+    from hybrid_pose.fixtures import write_fake_layout
+    out, data = tmp_path / "figs", tmp_path / "data"
+    write_fake_layout(data, lsp=(), lspet=tuple(range(1, 9)) + (9997, 9998, 9999, 10000))
+    kw = dict(data_root=str(data), out_dir=str(out), runs_dir=str(tmp_path / "runs"), lspet_val=4, init_steps=2, max_steps=2,
+              seeds="0,1", batch_size=4, curve_every=1, n_overlay=4, dpi=40)
+    run("41_lspet_recipe.ipynb", tmp_path, **kw)
+    rows = _table(out / "lspet_recipe.csv")
+    labels = {r["setting"]: r["label"] for r in rows}
+    assert [r["setting"] for r in rows][:2] == ["kpr+none", "kpr+fixedcritic"]
+    assert "2D heat maps (auxiliary)" in labels["kpr+fixedcritic"] and "fixed critic" in labels["kpr+fixedcritic"]
+    for name in ("nearest_2d", "tpose", "mean_pose"): assert labels[f"baseline:{name}"].startswith("oracle"), labels
+    for name in ("nearest_2d_predicted", "mean_pose_fixed_camera", "tpose_fixed_camera", "mean_keypoints"):
+        assert "no test-time truth" in labels[f"baseline:{name}"], labels
+    assert all(0 <= float(r["PCK@0.2_mean"]) <= 1 for r in rows)
+    side = _sidecar(out / "lspet_recipe.csv")
+    assert side["seeds"] == [0, 1] and side["run_names"]["kpr+fixedcritic"] == "kpr+hm+fixedcritic"
+    assert side["train_configs"]["kpr+none"]["init_from"].endswith("hm+none") and side["pretrain_2d"]["losses"] == "hm"
+    claims = _table(out / "lspet_recipe_claims.csv")
+    assert len(claims) == 2 * 4 + 3 and all((c["significant"] == "True") == (float(c["p_holm"]) <= 0.05) for c in claims)
+    for f in ("curves", "overlays", "photograph"): assert (out / f"lspet_recipe_{f}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "lspet" in _sidecar(out / "lspet_recipe_photograph.png")["trained_on"]
+    ck = tmp_path / "runs" / "seed1" / "kpr+hm+fixedcritic" / "checkpoint.pt"
+    t0 = ck.stat().st_mtime
+    run("41_lspet_recipe.ipynb", tmp_path, **kw)                               # a rerun reuses every run
+    assert ck.stat().st_mtime == t0
