@@ -121,8 +121,7 @@ class TrainConfig:
     prior_steps: int = 1               # prior updates per generator update (the authors: 1)
     prior_fakes: str = "all"           # fakes for the prior: "all" IEF iterations (the authors) or "last"
     pose_source: str = "natural"       # real poses: a pose sampler ("natural", "uniform") or a folder/file of MoSh/AMASS poses
-    # optimisation
-    gen_lr: float = 1e-4
+    gen_lr: float = 1e-4               # optimisation: the generator's Adam rate (the critic's is a prior option)
     lr_schedule: str = "constant"      # the generator's rate over the run: "constant" (the paper) or "cosine" (gen_lr to 0 at the last step)
     epochs: int = 120                  # the paper (the authors' code: 125)
     max_steps: int = 0                 # > 0: stop after this many steps (whatever `epochs` says)
@@ -133,8 +132,7 @@ class TrainConfig:
     sync_bn: bool = True               # SyncBatchNorm when DDP runs on several CUDA processes (statistics over the global batch)
     deterministic: bool = False        # deterministic algorithms (+ CUBLAS_WORKSPACE_CONFIG); see "Precision, DDP, determinism"
     seed: int = 0                      # weights start equal on every process; dropout and GP draws differ per rank
-    # run: where and how it executes (not what it computes)
-    device: str = "auto"
+    device: str = "auto"               # run (where and how it executes, not what it computes): "auto", "cpu", "cuda", "cuda:1"
     threads: int = 0                   # torch CPU threads per process; 0: see `cpu_threads` (1 per process on a small machine)
     out_dir: str = "runs/run"          # checkpoint.pt, config.json, metrics.csv, val.csv, tb/
     ckpt_every: int = 1000             # steps between checkpoints (and one at the end)
