@@ -85,6 +85,14 @@ def test_lsp_table1_smoke_on_synthetic(tmp_path):
     assert "seeds [0, 1]" in (out / "table1_synthetic.md").read_text()
     said = _table(out / "table1_claims_synthetic.csv")
     assert {c["metric"] for c in said} == {"pa_mpjpe_mm", "kpr_px"} and ("both+critic", "both+none") not in [(c["a"], c["b"]) for c in said]
+    from hybrid_pose.experiments import BASELINES
+    yardsticks = {c["b"] for c in said if c["b"] in BASELINES}
+    assert yardsticks and not any(BASELINES[b].oracle for b in yardsticks)       # never an oracle as the yardstick
+    p, holm = [float(c["p"]) for c in said], [float(c["p_holm"]) for c in said]
+    assert all(h >= q - 1e-12 for h, q in zip(holm, p)) and max(holm) <= 1     # Holm: adjusted ≥ raw, capped at 1
+    assert all((c["significant"] == "True") == (float(c["p_holm"]) < 0.05) for c in said)
+    assert "Holm" in (out / "table1_claims_synthetic.md").read_text()
+    assert "oracle:" in (out / "table1_synthetic.md").read_text()                # truth-using rows say so
     side = _sidecar(out / "table1_synthetic.csv")
     assert side["config"]["n_synthetic"] == 12 and side["train_configs"]["kpr+none"]["epochs"] == 1
     assert (out / "table1_curves_synthetic.png").exists()
