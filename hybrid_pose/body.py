@@ -19,7 +19,8 @@ log = logging.getLogger("hybrid_pose")
 # %% auto #0
 __all__ = ['log', 'SMPL_JOINT_NAMES', 'LSP_JOINT_NAMES', 'SMPL_TO_LSP', 'LSP_FLIP', 'ASSETS', 'OPEN_MODEL_PATH', 'SMPL_ENV',
            'SMPL_HELP', 'read_model_file', 'rigid_transforms', 'BodyOutput', 'BodyModel', 'resolve_device',
-           'find_smpl_file', 'load_body_model', 'KeypointDefinitionWarning', 'lsp_definition_gap', 'example_poses']
+           'find_smpl_file', 'load_body_model', 'KeypointDefinitionWarning', 'LSPJointsLayer', 'lsp_definition_gap',
+           'example_poses']
 
 # %% ../nbs/00_body.ipynb #c0f37a7a
 SMPL_JOINT_NAMES = [
@@ -254,6 +255,43 @@ def load_body_model(name: str = "auto", # "open", "smpl", "auto" or a path to an
 
 class KeypointDefinitionWarning(UserWarning):
     "A body model's LSP-14 keypoints are not the cocoplus ones (shown once per file by Python's default filter)." 
+
+# %% ../nbs/00_body.ipynb #bab27b9e
+class LSPJointsLayer(nn.Module):
+    "Pose and shape -> the body's joints, skinning only the vertices its LSP-14 definition reads (no mesh)."
+    def __init__(self, body: BodyModel):
+        super().__init__()
+        self.parent_ids = body.parent_ids                                                               # Python ints
+        self.register_buffer("lsp_from_smpl", torch.tensor(SMPL_TO_LSP), persistent=False)
+        self.register_buffer("J_template", body.J_regressor @ body.v_template)                       # (24,3)
+        self.register_buffer("J_dirs", torch.einsum("jv,vdk->jdk", body.J_regressor, body.shapedirs))  # (24,3,10)
+        if body.lsp_regressor is not None:
+            ids = torch.nonzero(body.lsp_regressor.abs().sum(0) > 0).flatten()
+            self.register_buffer("lsp_weights", body.lsp_regressor[:, ids])                           # (14,n)
+        else:
+            ids, self.lsp_weights = body.head_top_ids, None
+        self.register_buffer("ids", ids)                                                             # (n,) the vertices kept
+        self.register_buffer("v_template", body.v_template[ids])
+        self.register_buffer("shapedirs", body.shapedirs[ids])
+        self.register_buffer("weights", body.weights[ids])
+        self.register_buffer("posedirs", body.posedirs.reshape(207, -1, 3)[:, ids].reshape(207, -1) if body.has_posedirs else None)
+
+    def forward(self, pose: Tensor, # (B,72) axis-angle, SMPL joint order, root first
+                betas: Tensor, # (B,10) shape coefficients
+               ) -> BodyOutput: # vertices None; joints (B,24,3), lsp_joints (B,14,3), rotmats (B,24,3,3)
+        B = pose.shape[0]
+        rotmats = batch_rodrigues(pose.reshape(-1, 3)).reshape(B, 24, 3, 3)
+        J = self.J_template + torch.einsum("jdk,bk->bjd", self.J_dirs, betas)
+        v = self.v_template + torch.einsum("vdk,bk->bvd", self.shapedirs, betas)
+        if self.posedirs is not None:
+            eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+            v = v + ((rotmats[:, 1:] - eye).reshape(B, -1) @ self.posedirs).reshape(B, -1, 3)
+        joints, A = rigid_transforms(rotmats, J, self.parent_ids)
+        T = (self.weights @ A.reshape(B, 24, 16)).reshape(B, -1, 4, 4)
+        v = (T[..., :3, :3] @ v.unsqueeze(-1)).squeeze(-1) + T[..., :3, 3]
+        if self.lsp_weights is not None: lsp = torch.einsum("lv,bvd->bld", self.lsp_weights, v)
+        else: lsp = torch.cat([joints.index_select(1, self.lsp_from_smpl), v.mean(1, keepdim=True)], 1)
+        return BodyOutput(vertices=None, joints=joints, lsp_joints=lsp, rotmats=rotmats)
 
 # %% ../nbs/00_body.ipynb #faa3a5d2
 def lsp_definition_gap(body: BodyModel, # a model with a cocoplus regressor

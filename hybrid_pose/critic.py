@@ -11,8 +11,7 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from smplx.lbs import batch_rodrigues
-from .body import BodyModel, BodyOutput, LSP_JOINT_NAMES, SMPL_JOINT_NAMES, SMPL_TO_LSP, rigid_transforms
+from .body import BodyModel, BodyOutput, LSPJointsLayer, LSP_JOINT_NAMES, SMPL_JOINT_NAMES
 from .poses import UNSEEN_JOINTS
 from .natural_poses import NaturalPoseSampler, make_pose_sampler, stream_generator
 
@@ -72,41 +71,12 @@ class CriticInput:
     def cat(items: list) -> CriticInput:
         return CriticInput(*(torch.cat([getattr(x, k) for x in items]) for k in ("joints", "betas", "rotmats")))
 
-class CriticInputLayer(nn.Module):
-    "Poses and shapes -> critic inputs, skinning only the vertices the LSP joints need."
-    def __init__(self, body: BodyModel):
-        super().__init__()
-        self.parent_ids = body.parent_ids                                                               # Python ints
-        self.register_buffer("lsp_from_smpl", torch.tensor(SMPL_TO_LSP), persistent=False)
-        self.register_buffer("J_template", body.J_regressor @ body.v_template)                       # (24,3)
-        self.register_buffer("J_dirs", torch.einsum("jv,vdk->jdk", body.J_regressor, body.shapedirs))  # (24,3,10)
-        if body.lsp_regressor is not None:
-            ids = torch.nonzero(body.lsp_regressor.abs().sum(0) > 0).flatten()
-            self.register_buffer("lsp_weights", body.lsp_regressor[:, ids])
-        else:
-            ids, self.lsp_weights = body.head_top_ids, None
-        self.register_buffer("ids", ids)
-        self.register_buffer("v_template", body.v_template[ids])
-        self.register_buffer("shapedirs", body.shapedirs[ids])
-        self.register_buffer("weights", body.weights[ids])
-        self.register_buffer("posedirs", body.posedirs.reshape(207, -1, 3)[:, ids].reshape(207, -1) if body.has_posedirs else None)
-
+class CriticInputLayer(LSPJointsLayer):
+    "Poses and shapes -> critic inputs, skinning only the vertices the LSP joints need (`body.LSPJointsLayer`)."
     def forward(self, pose: Tensor, # (B,72) axis-angle, root first
                 betas: Tensor, # (B,10)
                ) -> CriticInput:
-        B = pose.shape[0]
-        rotmats = batch_rodrigues(pose.reshape(-1, 3)).reshape(B, 24, 3, 3)
-        J = self.J_template + torch.einsum("jdk,bk->bjd", self.J_dirs, betas)
-        v = self.v_template + torch.einsum("vdk,bk->bvd", self.shapedirs, betas)
-        if self.posedirs is not None:
-            eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
-            v = v + ((rotmats[:, 1:] - eye).reshape(B, -1) @ self.posedirs).reshape(B, -1, 3)
-        joints, A = rigid_transforms(rotmats, J, self.parent_ids)
-        T = (self.weights @ A.reshape(B, 24, 16)).reshape(B, -1, 4, 4)
-        v = (T[..., :3, :3] @ v.unsqueeze(-1)).squeeze(-1) + T[..., :3, 3]
-        if self.lsp_weights is not None: lsp = torch.einsum("lv,bvd->bld", self.lsp_weights, v)
-        else: lsp = torch.cat([joints.index_select(1, self.lsp_from_smpl), v.mean(1, keepdim=True)], 1)
-        return CriticInput(lsp, betas, rotmats[:, 1:])
+        return CriticInput.from_body(super().forward(pose, betas), betas)
 
 # %% ../nbs/05_critic.ipynb #666a523a
 def canonical_joints(joints: Tensor, # (B,14,3) LSP joints

@@ -651,11 +651,12 @@ def denormalize_image(img: Tensor, # (...,3,H,W) ImageNet-normalised
     return ((img * _STD255.to(img) + _MEAN255.to(img)) / 255).clamp(0, 1)
 
 # %% ../nbs/06_data.ipynb #9fefae29
-def _open_rgb(path: Path, fix: str) -> Image.Image:
+def _open_rgb(path: Path, fix: str, decode: bool = True) -> Image.Image: # decode False: the header only (size)
     "Decode an image to RGB, or raise a DataError naming it."
     try:
         im = Image.open(path)
         if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS: raise _too_large(path, im.size)
+        if not decode: return im
         im.load()
         return im if im.mode == "RGB" else im.convert("RGB")
     except DataError: raise
@@ -736,13 +737,14 @@ class PoseDataset(Dataset):
                  strict: bool = False, # raise `DataError` on bad data instead of skipping it
                  check_files: bool = True, # open every header at construction (unreadable files, size mismatches)
                  cache_dir=None, # folder for decoded person regions; speeds up large images (see above)
+                 pixels: bool = True, # decode the photograph; False: no "image" in a sample (an input that reads no pixels)
                 ):
         self.data_root, self.dataset, self.split = Path(data_root), dataset, split
         self.augment = split == "train" if augment is None else augment
         self.seed, self.size, self.box_px, self.jitter, self.scale, self.flip = seed, size, box_px, jitter, tuple(scale), flip
         self.pad, self.require_mask, self.strict = pad, require_mask, strict
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        self.lspet_val = lspet_val
+        self.lspet_val, self.pixels = lspet_val, pixels
         self.records, self.report = find_records(data_root, dataset, split, require_mask, strict, check_files, lspet_val=lspet_val)
         self.sources = {s: get_source(s) for s in parse_dataset(dataset)}  # name -> Source
         self.has_parts = any(r.parts is not None for r in self.records)
@@ -793,7 +795,7 @@ def _ds_open(self: PoseDataset, index: int) -> dict:
     "The decoded PIL images of sample `index` (image, mask, parts; None where absent), checked."
     rec = self.records[index]
     fix_img, fix_mask = self._fixes(rec)
-    out = dict(image=_open_rgb(rec.image, fix_img),
+    out = dict(image=_open_rgb(rec.image, fix_img, decode=self.pixels),
                mask=None if rec.mask is None else _open_labels(rec.mask, "silhouette", fix_mask),
                parts=None if rec.parts is None else _open_labels(rec.parts, "part mask", fix_mask))
     W, H = out["image"].size
@@ -832,7 +834,7 @@ PoseDataset._region = _ds_region
 def _ds_arrays(self: PoseDataset, index: int, window_of) -> dict:
     "Image and labels covering the crop window (from the cache when it is valid), with their origin and full size."
     rec = self.records[index]
-    path = None if self.cache_dir is None else self.cache_dir / re.sub(r"[^\w.-]+", "_", rec.source) / f"im{rec.number:05d}.npz"
+    path = None if self.cache_dir is None or not self.pixels else self.cache_dir / re.sub(r"[^\w.-]+", "_", rec.source) / f"im{rec.number:05d}.npz"
     if path is not None and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -854,7 +856,7 @@ def _ds_arrays(self: PoseDataset, index: int, window_of) -> dict:
         r = self._region(rec, (H, W))
         x0, y0, x1, y1 = min(x0, r[0]), min(y0, r[1]), max(x1, r[2]), max(y1, r[3])
     box = (x0, y0, x1, y1)                                  # decode once, convert only the window to numpy
-    out = dict(image=np.asarray(o["image"].crop(box)), origin=(x0, y0), full_size=(H, W),
+    out = dict(image=np.asarray(o["image"].crop(box)) if self.pixels else None, origin=(x0, y0), full_size=(H, W),
                mask=None if o["mask"] is None else np.asarray(o["mask"].crop(box)) > 0,
                parts=None if o["parts"] is None else np.asarray(o["parts"].crop(box)))
     if path is not None:
@@ -884,10 +886,10 @@ def _ds_sample(self: PoseDataset, index: int, epoch: int) -> dict:
     window_of = lambda full_size: _window(*_sample_positions(center, box, S, flipped), full_size)
     a = self._arrays(index, window_of)
     kw = dict(size=S, flip=flipped, origin=a["origin"], full_size=a["full_size"])
-    sample = dict(image=normalize_image(crop_image(a["image"], center, box, pad=self.pad, **kw)),
-                  keypoints=crop_keypoints(rec.keypoints, center, box, S, flipped),
+    sample = dict(keypoints=crop_keypoints(rec.keypoints, center, box, S, flipped),
                   mask=torch.from_numpy(crop_labels(a["mask"], center, box, **kw)) if a["mask"] is not None
                        else torch.zeros(S, S, dtype=torch.bool))
+    if self.pixels: sample = dict(image=normalize_image(crop_image(a["image"], center, box, pad=self.pad, **kw))) | sample
     j3d = self.truth3d.get(rec.source, {}).get(rec.number)
     j3d = torch.full((14, 3), float("nan")) if j3d is None else torch.from_numpy(j3d)
     sample["joints3d"] = flip_joints3d(j3d) if flipped else j3d

@@ -574,6 +574,12 @@ class Objective:
     @property
     def targets(self) -> set: # the batch keys its terms read ("keypoints", "mask", "joints3d", ...)
         return {INPUTS[i].path for n in self.terms_ for i in TERMS[n].inputs if INPUTS[i].kind == "target"}
+    @property
+    def predictions(self) -> set: # the prediction paths its terms read ("keypoints", "vertices_px", "body.lsp_joints", ...)
+        return {INPUTS[i].path for n in self.terms_ for i in TERMS[n].inputs if INPUTS[i].kind == "prediction"}
+    @property
+    def reads_mesh(self) -> bool: # a term reads the posed mesh (else the joints-only body layer serves: `body.LSPJointsLayer`)
+        return bool(self.predictions & {"vertices_px", "body.vertices"})
 
     def __getattr__(self, key): # the old flat reads: `kpr_weight`, `mr_reduction`, ...
         where = legacy_term_key(key) if not key.startswith("__") else None

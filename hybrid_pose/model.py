@@ -15,7 +15,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from .body import BodyModel, BodyOutput
+from .body import BodyModel, BodyOutput, LSPJointsLayer
 from .camera import project, crop_to_pixels
 from .losses import INPUTS, Input, register_term
 
@@ -336,13 +336,13 @@ class Decoded(NamedTuple):
     cam: Tensor          # (B,3)
     pose: Tensor         # (B,72)
     betas: Tensor        # (B,10)
-    body: BodyOutput     # vertices (B,V,3), joints (B,24,3), lsp_joints (B,14,3), rotmats (B,24,3,3)
+    body: BodyOutput     # vertices (B,V,3) (None from an LSPJointsLayer), joints (B,24,3), lsp_joints (B,14,3), rotmats (B,24,3,3)
     keypoints: Tensor    # (B,14,2) projected LSP joints, crop units [-1,1]
-    vertices_px: Tensor  # (B,V,2) projected vertices, crop pixels
+    vertices_px: Tensor|None  # (B,V,2) projected vertices, crop pixels; None when posed without the mesh
     aux: object = None   # the encoder's auxiliary outputs of the same pass (`.heatmaps`), or None
 
 def decode(theta: Tensor, # (B,85)
-           body: BodyModel, # the body layer
+           body: BodyModel|LSPJointsLayer, # the body layer, or its joints-only layer (no mesh: `vertices_px` None)
            size: int = 224, # crop side, pixels
            aux=None, # `HybridPoseNet.aux_outputs()` of the pass that made Θ (for the auxiliary terms), or None
           ) -> Decoded:
@@ -351,4 +351,5 @@ def decode(theta: Tensor, # (B,85)
     dt = body.v_template.dtype                     # the body's precision (float32 under AMP too)
     out = body(pose.to(dt), betas.to(dt))
     cam = cam.to(dt)
-    return Decoded(theta, cam, pose, betas, out, project(out.lsp_joints, cam), crop_to_pixels(project(out.vertices, cam), size), aux)
+    v_px = None if out.vertices is None else crop_to_pixels(project(out.vertices, cam), size)
+    return Decoded(theta, cam, pose, betas, out, project(out.lsp_joints, cam), v_px, aux)

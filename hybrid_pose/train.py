@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .body import find_smpl_file, resolve_device
+from .body import LSPJointsLayer, find_smpl_file, resolve_device
 from .model import HybridPoseNet, INPUT_MODES, decode, split_theta
 from .viz import remove_stale_temps
 from .losses import ALIASES, INPUTS, TERMS, Objective, legacy_term_key as _legacy_term
@@ -431,6 +431,7 @@ class Trainer:
         self._setup_process(local)
         self.objective, self.recipe = cfg.objective, cfg.prior_recipe
         self.body = usable_body_model(cfg.body_model, data_root=cfg.data_root, device=self.device)
+        self.joints_layer = None if self.objective.reads_mesh else LSPJointsLayer(self.body).to(self.device)   # no term reads the mesh
         self._build_network()
         resuming = cfg.resume and (self.out / "checkpoint.pt").is_file()
         self._build_prior(pretrain=not resuming)
@@ -543,7 +544,8 @@ Trainer._check_truth = _check_truth
 def _dataset(self: Trainer, sources: str, split: str, augment: bool) -> PoseDataset:
     "A split of `sources`: every annotated image when the objective has no MR term, else only those with a silhouette."
     try: return PoseDataset(self.cfg.data_root, sources, split, augment=augment, seed=self.cfg.seed, size=self.cfg.img_size,
-                            require_mask="mask" in self.objective.targets, lspet_val=self.cfg.lspet_val)
+                            require_mask="mask" in self.objective.targets, lspet_val=self.cfg.lspet_val,
+                            pixels=split != "train" or self.net.input_mode.photographs)   # training an input that reads no pixels: no decode
     except DataError: raise                                         # already one line naming the file and the fix
     except FileNotFoundError as e:
         fix = "; ".join(GET_COMMANDS.get(s, "").format(root=self.cfg.data_root) for s in sources.split("+"))
@@ -590,7 +592,8 @@ def _generator_terms(self: Trainer, batch: dict, log_all: bool = True) -> tuple:
     with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
         thetas = self.model(images)
     thetas = [t.float() for t in thetas]                     # float32 already (the regressor accumulates Θ in float32)
-    d = decode(thetas[-1], self.body, cfg.img_size, aux=self.net.aux_outputs())   # + the heat maps of an auxiliary head
+    layer = self.body if log_all or self.joints_layer is None else self.joints_layer   # the mesh only where a term (or the log) reads it
+    d = decode(thetas[-1], layer, cfg.img_size, aux=self.net.aux_outputs())   # + the heat maps of an auxiliary head
     targets = self._targets(batch)
     terms = self.objective.terms_for(d, targets, log_all=log_all)   # every term asks `targets` for what it reads
     gt = targets["keypoints"]

@@ -318,3 +318,24 @@ def test_cosine_schedule_is_a_function_of_the_step(data_root, tmp_path):
     assert tr.opt_g.param_groups[0]["lr"] == lr_at(cfg, 3, 4)
     with pytest.raises(ValueError, match="lr_schedule"):
         small(data_root, tmp_path / "x", lr_schedule="step")
+
+
+@pytest.mark.parametrize("losses, prior", [("kpr3d", "none"), ("kpr", "critic")])
+def test_joints_only_step_equals_the_full_mesh_step(data_root, tmp_path, losses, prior):
+    """A run whose terms read no mesh poses through `LSPJointsLayer`: the same loss and gradients as the whole body model."""
+    from hybrid_pose.data import collate_skip_none
+    tr = Trainer(small(data_root, tmp_path / "run", losses=losses, prior=prior, batch_size=4, dropout=0.0))
+    assert tr.joints_layer is not None and not tr.objective.reads_mesh
+    batch = collate_skip_none([tr.train_set[i] for i in range(4)])
+    grads = []
+    for log_all in (False, True):                    # False: joints only; True (a logged step): the whole mesh
+        tr.net.zero_grad(set_to_none=True)
+        loss, terms, _, d = tr.generator_terms(batch, log_all=log_all)
+        assert (d.vertices_px is None) == (not log_all)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in tr.net.parameters() if p.grad is not None]))
+    (l0, g0), (l1, g1) = grads
+    torch.testing.assert_close(l0, l1, rtol=1e-5, atol=1e-6)
+    f0, f1 = torch.cat([g.flatten() for g in g0]), torch.cat([g.flatten() for g in g1])
+    assert ((f0 - f1).norm() / f1.norm()).item() < 1e-4        # float32 rounding through the ResNet, not a different path
+    assert Trainer(small(data_root, tmp_path / "mr", losses="both", prior="none")).joints_layer is None
