@@ -20,7 +20,7 @@ from .render import render_mesh, overlay
 from .model import decode, mean_theta
 from .camera import fit_weak_perspective
 from .evaluate import evaluate, load_truth, truth_file, table_columns
-from .stats import mean_ci, compare
+from .stats import mean_ci, claims_table
 from .natural_poses import POSE_SAMPLERS
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ __all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES',
            'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose',
            'MeanPose', 'Nearest2D', 'build_baseline', 'MeanPoseFixedCamera', 'mean_camera', 'TPoseFixedCamera',
            'NearestToPrediction', 'parse_seeds', 'per_image', 'pose_pool', 'training_poses', 'evaluate_baselines',
-           'seed_rows', 'baseline_label', 'claims', 'run_baselines', 'comparison_markdown', 'PredictionsModel']
+           'seed_rows', 'baseline_label', 'result_label', 'comparison', 'claims', 'run_baselines',
+           'comparison_markdown', 'PredictionsModel']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
 # The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig; the words come
@@ -440,19 +441,27 @@ def baseline_label(name: str) -> str:
     if name in BASELINES and BASELINES[name].oracle: return ORACLE_LABELS.get(name, f"oracle: {name}")
     return BASELINE_LABELS.get(name, f"baseline: {name}")
 
-def claims(results: dict, # setting or baseline name -> [EvalResult per seed] or one EvalResult
-           pairs: list, # [(a, b), ...] names in `results`
-           key: str = "pa_mpjpe_mm", # the per-image column compared
-           lower_is_better: bool = True, unit: str = "mm", digits: int = 1) -> list[dict]: # one row per pair
-    "Paired comparisons and the sentence each allows."
-    out = []
-    label = lambda n: baseline_label(n) if n in BASELINES else setting_label(n) if "+" in n or n in SETTING_LABELS else n
-    for a, b in pairs:
-        iv, sentence = compare(per_image(results[a], key), per_image(results[b], key), (label(a), label(b)),
-                               lower_is_better=lower_is_better, unit=unit, digits=digits)
-        out.append(dict(a=a, b=b, metric=key, diff=iv.mean, lo=iv.lo, hi=iv.hi, images=iv.n, significant=iv.excludes_zero(),
-                        sentence=sentence))
-    return out
+def result_label(name: str) -> str:
+    "A row's words: a baseline's (`baseline_label`: 'oracle: ...' where it uses test-time truth), a setting's, else the name."
+    return baseline_label(name) if name in BASELINES else setting_label(name) if "+" in name or name in SETTING_LABELS else name
+
+def comparison(values, # name -> [EvalResult per seed] or one EvalResult; or a function (name, key) -> per-image values
+               a: str, b: str, # the names compared: a against b
+               key: str = "pa_mpjpe_mm", # the per-image column compared
+               lower_is_better: bool = True, unit: str = "mm", digits: int = 1,
+               label=result_label, # name -> the words of the sentence
+              ) -> dict: # one comparison for `claims` (`stats.claims_table`'s form, with its pair and metric)
+    "One row of a claims table: `a` against `b`, paired over seeds and the same images."
+    get = values if callable(values) else (lambda n, k: per_image(values[n], k))
+    return dict(a=get(a, key), b=get(b, key), names=(label(a), label(b)), lower_is_better=lower_is_better, unit=unit,
+                digits=digits, pair=(a, b), metric=key)
+
+def claims(comparisons: list, # `comparison` rows: the whole family of the table
+           **kw) -> list[dict]: # per row: a, b, metric, diff, lo, hi, images, p, p_holm, mdd, significant, sentence
+    "A claims table: `stats.claims_table` (Holm's correction across every row, an MDD each), each row naming its pair."
+    said = claims_table(comparisons, **kw)
+    for c, r in zip(comparisons, said): r.update(a=c["pair"][0], b=c["pair"][1], metric=c["metric"])
+    return said
 
 # %% ../nbs/13_experiments.ipynb #rb000002
 COMPARE_COLUMNS = table_columns("pa_mpjpe_mm", "mpjpe_mm", "KPR_paper_px", "pck@0.2", "fgbg_f1", "violations",
