@@ -961,7 +961,8 @@ def _fit(self: Trainer) -> dict:
     if self._check_nan() and self.status != "stopped: non-finite": self.status = "stopped: non-finite"
     if self.status != "stopped: non-finite":
         self.save()
-        if cfg.val_every >= 0 and self.status == "done": self.validate()
+        just_validated = cfg.val_every > 0 and self.step % cfg.val_every == 0   # `after_step` validated this step already
+        if cfg.val_every >= 0 and self.status == "done" and not just_validated: self.validate()
     if self._tb is not None: self._tb.flush()
     return _result(self)
 Trainer.after_step, Trainer.fit = _after_step, _fit

@@ -107,6 +107,8 @@ def test_validation_and_tensorboard(data_root, tmp_path):
     assert len(tr.val_history) == 1 and tr.val_history[0]["step"] == 2
     assert tr.val_history[0]["KPR_paper"] > 0 and tr.val_history[0]["images"] == len(tr.val_set)
     assert (tmp_path / "run" / "val.csv").read_text().startswith("step,")
+    tr = train(small(data_root, tmp_path / "every", max_steps=4, val_every=2))   # at steps 2 and 4; the end (4) not twice
+    assert [r["step"] for r in tr.val_history] == [2, 4]
     events = list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 100
 
