@@ -656,7 +656,7 @@ def _open_rgb(path: Path, fix: str, decode: bool = True) -> Image.Image: # decod
     try:
         im = Image.open(path)
         if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS: raise _too_large(path, im.size)
-        if not decode: return im
+        if not decode: im.close(); return im                             # the header's size stays readable
         im.load()
         return im if im.mode == "RGB" else im.convert("RGB")
     except DataError: raise
