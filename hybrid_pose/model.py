@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'THETA_DIM', 'CAM', 'POSE', 'BETAS', 'BACKBONES', 'INPUT_MODES', 'Theta', 'split_theta', 'mean_theta',
            'build_encoder', 'IterativeRegressor', 'keypoint_heatmaps', 'evidence_input', 'EvidenceEncoder',
-           'HeatmapEncoder', 'InputMode', 'register_input', 'input_mode', 'heatmap_term', 'HybridPoseNet', 'Decoded',
-           'decode']
+           'HeatmapEncoder', 'InputMode', 'register_input', 'input_mode', 'JointCentres', 'EvidenceXYEncoder',
+           'heatmap_term', 'HybridPoseNet', 'Decoded', 'decode']
 
 # %% ../nbs/08_model.ipynb #46fafef5
 THETA_DIM = 85                 # camera 3 + root 3 + body 69 + shape 10
@@ -272,6 +272,42 @@ def _heatmap_encoder(backbone=None, pretrained=None, px=None):
 register_input(InputMode("rgb_heatmaps", lambda batch, px: batch["image"], _heatmap_encoder, True,
                          "pixels (heat-map encoder)"))
 
+
+# %% ../nbs/08_model.ipynb #c0f231df
+class JointCentres(nn.Module):
+    "Joint maps (B,K,px,px) -> (B,3K): each map's centre of mass x (K), y (K), crop units, then presence (K); no parameters."
+    def __init__(self, px: int = 64, # map side
+                 floor: float = 1e-3, # a map whose mass is at most this is empty (hidden joint)
+                ):
+        super().__init__()
+        self.floor = floor
+        self.register_buffer("centres", (torch.arange(px) + 0.5) * (2 / px) - 1, persistent=False)   # (px,) crop units
+
+    def forward(self, maps: Tensor) -> Tensor: # (B,K,px,px) non-negative -> (B,3K)
+        mass = maps.sum((-1, -2))                                         # (B,K)
+        on = (mass > self.floor).to(maps.dtype)
+        p = maps / mass.clamp(min=self.floor)[..., None, None]
+        c = self.centres.to(maps.dtype)
+        x, y = (p.sum(-2) * c).sum(-1), (p.sum(-1) * c).sum(-1)          # marginals over rows, columns
+        return torch.cat([x * on, y * on, on], 1)
+
+class EvidenceXYEncoder(nn.Module):
+    "Evidence maps (B,15,px,px) -> φ (B,512+42): `EvidenceEncoder`'s features and the joint maps' `JointCentres`."
+    def __init__(self, channels: int = 15, px: int = 64, joints: int = 14):
+        super().__init__()
+        self.maps, self.joints = EvidenceEncoder(channels, px), joints
+        self.centres = JointCentres(px)
+        self.features = self.maps.features + 3 * joints
+
+    def forward(self, x: Tensor) -> Tensor: # (B,C,px,px), the first `joints` channels the joint maps
+        return torch.cat([self.maps(x), self.centres(x[:, :self.joints])], 1)
+
+def _evidence_xy_encoder(backbone=None, pretrained=None, px: int = 64):
+    enc = EvidenceXYEncoder(15, px)
+    return enc, enc.features, "random (evidence encoder + joint centres)"
+
+register_input(InputMode("evidence_xy", evidence_input, _evidence_xy_encoder, False,
+                         "2D evidence: visible-joint heat maps + silhouette, and the joints' centres (soft arg-max)"))
 
 # %% ../nbs/08_model.ipynb #471b3ff4
 INPUTS["heatmaps"] = Input("prediction", "aux.heatmaps", "(B,14,h,h) predicted heat maps (input 'rgb_heatmaps')")
