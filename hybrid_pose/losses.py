@@ -443,10 +443,11 @@ class Input:
     kind: str   # "prediction" or "target"
     path: str   # prediction: attribute path on `model.Decoded` ("body.lsp_joints"); target: the batch key ("mask")
     shape: str  # shape and units, for the error messages and the docs
+    mesh: bool = False  # a prediction made from the posed mesh (a term reading it needs the whole body, not the joints-only layer)
 
 INPUTS: dict[str, Input] = {         # input name -> where it comes from (a term declares the names it reads)
     "keypoints": Input("prediction", "keypoints", "(B,14,2) projected joints, crop units"),
-    "vertices_px": Input("prediction", "vertices_px", "(B,V,2) projected vertices, crop pixels"),
+    "vertices_px": Input("prediction", "vertices_px", "(B,V,2) projected vertices, crop pixels", mesh=True),
     "joints3d": Input("prediction", "body.lsp_joints", "(B,14,3) predicted LSP joints, metres"),
     "gt_keypoints": Input("target", "keypoints", "(B,14,3) annotated joints (u, v, visibility), crop units"),
     "masks": Input("target", "mask", "(B,H,W) silhouettes (> 0 is the person)"),
@@ -579,7 +580,7 @@ class Objective:
         return {INPUTS[i].path for n in self.terms_ for i in TERMS[n].inputs if INPUTS[i].kind == "prediction"}
     @property
     def reads_mesh(self) -> bool: # a term reads the posed mesh (else the joints-only body layer serves: `body.LSPJointsLayer`)
-        return bool(self.predictions & {"vertices_px", "body.vertices"})
+        return any(INPUTS[i].mesh for n in self.terms_ for i in TERMS[n].inputs)
 
     def __getattr__(self, key): # the old flat reads: `kpr_weight`, `mr_reduction`, ...
         where = legacy_term_key(key) if not key.startswith("__") else None
