@@ -169,6 +169,27 @@ def test_evidence_track_smoke(tmp_path):
     t0 = (out / "evidence_heldout.csv").stat().st_mtime
     run("35_evidence.ipynb", tmp_path, **kw)                                   # reruns reuse the people and the runs
     assert json.loads((data / "heldout" / "people.json").read_text()) == people
+    # the joint-centre encoder on the same people, then the two studies' controls compared by the tool
+    xy = kw | dict(settings="kpr3d+none", input="evidence_xy", runs_dir=str(tmp_path / "runs_xy"), tag="evidence_xy")
+    run("35_evidence.ipynb", tmp_path, **xy)
+    assert _sidecar(out / "evidence_xy_heldout.csv")["train_configs"]["kpr3d+none"]["input"] == "evidence_xy"
+    import subprocess, sys
+    cmd = [sys.executable, str(ROOT / "tools" / "compare_studies.py"), str(tmp_path / "runs_xy"), str(tmp_path / "runs"),
+           "--seeds", "0,1", "--data-root", str(data), "--out", str(out / "xy_vs_maps.csv")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = _table(out / "xy_vs_maps.csv")
+    assert [(c["test"], c["metric"]) for c in rows][:2] == [("heldout", "pa_mpjpe_mm"), ("heldout", "mpjpe_mm")] and len(rows) == 8
+    for t in ("heldout", "inactivity"):                                       # A and B are the notebooks' own numbers
+        mine = {r["setting"]: float(r["PA_MPJPE_mm_mean"]) for r in _table(out / f"evidence_{t}.csv")}["kpr3d+none"]
+        theirs = {r["setting"]: float(r["PA_MPJPE_mm_mean"]) for r in _table(out / f"evidence_xy_{t}.csv")}["kpr3d+none"]
+        row = next(c for c in rows if c["test"] == t and c["metric"] == "pa_mpjpe_mm")
+        assert abs(float(row["A_mean"]) - theirs) < 1e-3 and abs(float(row["B_mean"]) - mine) < 1e-3, (row, mine, theirs)
+        assert abs(float(row["diff"]) - (theirs - mine)) < 1e-3 and row["p_holm"]
+    side = _sidecar(out / "xy_vs_maps.csv")
+    assert [c["input"] for c in side["configs"]["A"]] == ["evidence_xy"] * 2 and [c["input"] for c in side["configs"]["B"]] == ["evidence"] * 2
+    bad = subprocess.run(cmd[:-2] + ["--seeds", "0,7", "--out", str(out / "x.csv")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "seed7" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_rgb_cpu_recipe_smoke(tmp_path):
