@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     except (UsageError, FileNotFoundError, ValueError) as e:
         print(f"compare_studies: error: {one_line(e)}", file=sys.stderr); return 2
     torch.set_num_threads(1)
-    name = {k: f"{k}: {input_mode(c[0].config.get('input', 'rgb')).label}, {c[0].step} steps" for k, c in cks.items()}
+    name = {k: f"{Path(d).name} ({c[0].step} steps)" for (k, c), d in zip(cks.items(), (a.a, a.b))}   # the sentences' words
+    inputs = {k: f"{input_mode(c[0].config.get('input', 'rgb')).label}, {c[0].step} steps" for k, c in cks.items()}
     results = {}
     for t, ds in sets.items():
         loader = make_loader(ds, batch_size=32, shuffle=False, num_workers=0)
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     rows = [dict(test=c["test"], metric=c["metric"], A_mean=float(np.nanmean(c["a"])),
                  B_mean=float(np.nanmean(c["b"])), **{k: r[k] for k in ("diff", "lo", "hi", "p_holm", "mdd", "significant",
                                                                                    "sentence")}) for c, r in zip(comps, said)]
-    caption = (f"{a.setting}, seeds {seeds}; A = {a.a} ({name['A']}), B = {a.b} ({name['B']}). Paired over seeds × "
+    caption = (f"{a.setting}, seeds {seeds}; A = {a.a} (input: {inputs['A']}), B = {a.b} (input: {inputs['B']}). Paired over seeds × "
                f"the same people of each test set ({', '.join(f'{t}: {len(sets[t])}' for t in tests)}); 95 % intervals "
                f"(seed t interval and people bootstrap combined); Holm's correction across all {len(rows)} rows; MDD at 80 % power.")
     save_table(rows, out, vars(a) | dict(seeds=seeds), data=[f for fs in files.values() for f in fs], started=t0,
