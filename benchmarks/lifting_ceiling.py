@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hybrid_pose.base import UsageError, check_writable, one_line
 from hybrid_pose.evaluate import pa_mpjpe
 from hybrid_pose.losses import root_center
 from hybrid_pose.stats import mean_ci, compare
@@ -107,8 +108,8 @@ def main():
     if not seeds or a.steps < 1 or a.batch < 2 or a.width < 1:
         fail("expected at least one seed, --steps >= 1, --batch >= 2, --width >= 1")
     out = Path(a.out)
-    if not os.access(out.parent if out.parent.exists() else ROOT, os.W_OK):
-        fail(f"cannot write {out}; pass --out in a writable folder")
+    try: check_writable(out, "--out", is_file=True)                     # before any training
+    except UsageError as e: fail(one_line(e))
     torch.set_num_threads(1)
     started = time.time()
     data = Path(a.data)

@@ -11,7 +11,6 @@ root) and A is compared with B on PA-MPJPE, MPJPE, KPR and the distance to natur
 difference). Writes the table (CSV, Markdown, provenance sidecar with both studies' configs; the checkpoints are its data).
 """
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--tests", default="heldout,inactivity", help="test folders under the data root")
     p.add_argument("--out", required=True, help="the table's CSV path (.md and .csv.json beside it)")
     a = p.parse_args(argv)
-    from hybrid_pose.base import UsageError, one_line
+    from hybrid_pose.base import UsageError, check_writable, one_line
     from hybrid_pose.checkpoint import Checkpoint
     from hybrid_pose.data import PoseDataset, make_loader
     from hybrid_pose.evaluate import evaluate
@@ -58,9 +57,7 @@ def main(argv=None) -> int:
         except ValueError: raise UsageError(f"--seeds {a.seeds!r}: expected distinct integers joined by commas, e.g. 0,1,2") from None
         out = Path(a.out)
         if out.suffix != ".csv": raise UsageError(f"--out {out}: expected a .csv path (the .md and .csv.json go beside it)")
-        try: out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e: raise UsageError(f"--out {out}: cannot make its folder ({e.strerror}); pass --out in a writable folder") from None
-        if not os.access(out.parent, os.W_OK): raise UsageError(f"--out {out}: {out.parent} is not writable; pass --out in a writable folder")
+        check_writable(out, "--out", is_file=True)                      # before any checkpoint is scored
         files = {k: checkpoints(Path(d), a.setting, seeds) for k, d in (("A", a.a), ("B", a.b))}
         cks = {k: [Checkpoint.load(f) for f in fs] for k, fs in files.items()}
         for i, s in enumerate(seeds):
@@ -76,11 +73,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     name = {k: f"{Path(d).name} ({c[0].step} steps)" for (k, c), d in zip(cks.items(), (a.a, a.b))}   # the sentences' words
     inputs = {k: f"{input_mode(c[0].config.get('input', 'rgb')).label}, {c[0].step} steps" for k, c in cks.items()}
+    models = {k: [(c.network(), c.body_model()) for c in cs] for k, cs in cks.items()}   # built once, scored on every test set
     results = {}
     for t, ds in sets.items():
         loader = make_loader(ds, batch_size=32, shuffle=False, num_workers=0)
-        for k, cs in cks.items():
-            results[t, k] = [evaluate(c.network(), c.body_model(), loader, device="cpu", progress=False) for c in cs]
+        for k, ms in models.items():
+            results[t, k] = [evaluate(net, body, loader, device="cpu", progress=False) for net, body in ms]
     comps = []
     for t in tests:
         for key, (unit, dg) in KEYS.items():
