@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'THETA_DIM', 'CAM', 'POSE', 'BETAS', 'BACKBONES', 'INPUT_MODES', 'Theta', 'split_theta', 'mean_theta',
-           'build_encoder', 'IterativeRegressor', 'keypoint_heatmaps', 'evidence_input', 'EvidenceEncoder',
-           'HeatmapEncoder', 'InputMode', 'register_input', 'input_mode', 'JointCentres', 'EvidenceXYEncoder',
-           'heatmap_term', 'HybridPoseNet', 'Decoded', 'decode']
+           'build_encoder', 'IterativeRegressor', 'pixel_centres', 'keypoint_heatmaps', 'evidence_input',
+           'EvidenceEncoder', 'HeatmapEncoder', 'InputMode', 'register_input', 'input_mode', 'JointCentres',
+           'EvidenceXYEncoder', 'heatmap_term', 'HybridPoseNet', 'Decoded', 'decode']
 
 # %% ../nbs/08_model.ipynb #46fafef5
 THETA_DIM = 85                 # camera 3 + root 3 + body 69 + shape 10
@@ -152,6 +152,11 @@ class IterativeRegressor(nn.Module):
         return out
 
 # %% ../nbs/08_model.ipynb #3ab64e59
+def pixel_centres(px: int, # map side, pixels
+                  dtype=None, device=None) -> Tensor: # (px,) the pixel centres in crop units, (i+½)·2/px − 1
+    "Where a px-wide map's pixels sit in crop units (x of column i, y of row i): the one formula for maps ↔ keypoints."
+    return (torch.arange(px, dtype=dtype, device=device) + 0.5) * (2 / px) - 1
+
 def keypoint_heatmaps(keypoints: Tensor, # (B,K,3) x, y in crop units [-1,1], visibility (0 hides the joint)
                       px: int = 64, # map side, pixels
                       sigma: float = 1.5, # Gaussian width, map pixels
@@ -160,7 +165,7 @@ def keypoint_heatmaps(keypoints: Tensor, # (B,K,3) x, y in crop units [-1,1], vi
     kp = torch.as_tensor(keypoints).float()
     if kp.ndim != 3 or kp.shape[-1] != 3:
         raise ValueError(f"keypoint_heatmaps: keypoints must be (B,K,3) = x, y (crop units), visible; got {tuple(kp.shape)}")
-    c = (torch.arange(px, dtype=kp.dtype, device=kp.device) + 0.5) * (2 / px) - 1   # (px,) pixel centres, crop units
+    c = pixel_centres(px, kp.dtype, kp.device)                       # (px,) crop units
     to_px = px / 2                                                    # crop units -> map pixels
     dx = (c[None, None, None, :] - kp[..., 0, None, None]) * to_px    # (B,K,1,px)
     dy = (c[None, None, :, None] - kp[..., 1, None, None]) * to_px    # (B,K,px,1)
@@ -281,7 +286,7 @@ class JointCentres(nn.Module):
                 ):
         super().__init__()
         self.floor = floor
-        self.register_buffer("centres", (torch.arange(px) + 0.5) * (2 / px) - 1, persistent=False)   # (px,) crop units
+        self.register_buffer("centres", pixel_centres(px), persistent=False)   # (px,) crop units
 
     def forward(self, maps: Tensor) -> Tensor: # (B,K,px,px) non-negative -> (B,3K)
         mass = maps.sum((-1, -2))                                         # (B,K)
