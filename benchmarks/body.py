@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Body model speed: load time and forward (and forward+backward) time per batch size, on CPU and, if present, CUDA.
+"""Body model speed: load time and forward (and forward+backward) time per batch size, on CPU and, if present, CUDA;
+and the joints-only layer (`LSPJointsLayer`: the LSP-14 joints without the mesh, what the trainer and the retrieval
+baseline use when nothing reads the mesh) beside the whole model's forward.
 
-    python benchmarks/body.py [--model open] [--batch 1 64] [--repeat 20] [--threads N]
+    python benchmarks/body.py [--model open] [--batch 1 64 512] [--repeat 20] [--threads N]
 
 Prints a Markdown table; copy it into benchmarks/README.md with the machine it ran on.
 """
@@ -13,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import timeit  # noqa: E402
-from hybrid_pose.body import load_body_model  # noqa: E402
+from hybrid_pose.body import load_body_model, LSPJointsLayer  # noqa: E402
 
 
 def main():
@@ -29,10 +31,11 @@ def main():
     print(f"# {a.model} body model: {body.num_vertices} vertices, {len(body.faces)} faces; "
           f"load {load_ms:.0f} ms (first, incl. imports/page cache), {load2_ms:.0f} ms (again)")
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads")
-    print("| device | B | forward ms | forward+backward ms | ms per body (fwd) |\n|---|---|---|---|---|")
+    print("| device | B | forward ms | forward+backward ms | ms per body (fwd) | joints only, forward ms |\n|---|---|---|---|---|---|")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for dev in devices:
         m = body.to(dev)
+        joints = LSPJointsLayer(m)
         sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
         for B in a.batch:
             pose = (0.3 * torch.randn(B, 72, device=dev)).requires_grad_()
@@ -41,8 +44,10 @@ def main():
                 with torch.no_grad(): m(pose, betas)
             def fwdbwd():
                 o = m(pose, betas); (o.vertices.sum() + o.lsp_joints.sum()).backward()
-            f, fb = timeit(fwd, a.repeat, sync), timeit(fwdbwd, a.repeat, sync)
-            print(f"| {dev} | {B} | {f:.1f} | {fb:.1f} | {f / B:.2f} |")
+            def fwd_joints():
+                with torch.no_grad(): joints(pose, betas)
+            f, fb, fj = timeit(fwd, a.repeat, sync), timeit(fwdbwd, a.repeat, sync), timeit(fwd_joints, a.repeat, sync)
+            print(f"| {dev} | {B} | {f:.1f} | {fb:.1f} | {f / B:.2f} | {fj:.1f} |")
 
 
 if __name__ == "__main__":
