@@ -190,6 +190,19 @@ def test_evidence_track_smoke(tmp_path):
     assert [c["input"] for c in side["configs"]["A"]] == ["evidence_xy"] * 2 and [c["input"] for c in side["configs"]["B"]] == ["evidence"] * 2
     bad = subprocess.run(cmd[:-2] + ["--seeds", "0,7", "--out", str(out / "x.csv")], capture_output=True, text=True)
     assert bad.returncode == 2 and "seed7" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    # a shared start per seed: a stage of KPR only, then every setting of that seed continues from its own seed's stage
+    stage = kw | dict(settings="kpr+none,both+none", input="evidence_xy", init_steps=2, init_setting="kpr+none",
+                      init_per_seed=True, curve_settings="", runs_dir=str(tmp_path / "runs_stage"), tag="evidence_stage")
+    run("35_evidence.ipynb", tmp_path, **stage)
+    for sd in (0, 1):
+        pre = Checkpoint.load(tmp_path / "runs_stage" / f"seed{sd}" / "shared_stage" / "kpr+none")
+        assert pre.step == 2 and pre.config["losses"] == "kpr" and pre.config["seed"] == sd
+        for s in ("kpr+none", "both+none"):
+            ck = Checkpoint.load(tmp_path / "runs_stage" / f"seed{sd}" / s)
+            assert ck.step == 3 and pre["digest"][:12] in ck["weights"], (sd, s, ck["weights"])
+    side = _sidecar(out / "evidence_stage_heldout.csv")
+    assert side["init_per_seed"] is True and side["pretrain_2d"]["losses"] == "kpr"
+    assert "shared stage of KPR only (2 steps)" in (out / "evidence_stage_heldout.md").read_text()
 
 
 def test_rgb_cpu_recipe_smoke(tmp_path):
