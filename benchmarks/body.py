@@ -7,7 +7,7 @@ baseline use when nothing reads the mesh) beside the whole model's forward.
 
 Prints a Markdown table; copy it into benchmarks/README.md with the machine it ran on.
 """
-import argparse, platform, statistics, sys, time
+import argparse, platform, sys, time
 from pathlib import Path
 
 import torch

@@ -9,7 +9,7 @@ on 3·B fakes (all IEF stages) against 3·B real poses. The reference is one Res
 train mode) forward+backward on B 224×224 crops, timed in the same process. Prints a Markdown table; copy it into
 benchmarks/README.md with the machine it ran on.
 """
-import argparse, datetime, os, platform, statistics, sys, time
+import argparse, datetime, os, platform, statistics, sys
 from pathlib import Path
 
 import torch

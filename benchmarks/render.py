@@ -8,7 +8,7 @@ Prints a Markdown table (medians, and the best, of `--repeat` runs after a warm-
 hard rasterization <= 20 ms per image, soft silhouette forward+backward <= 100 ms per image (2-core CPU).
 Copy the table into benchmarks/README.md with the machine it ran on.
 """
-import argparse, math, os, platform, statistics, sys, time
+import argparse, math, os, platform, sys
 from pathlib import Path
 
 import torch

@@ -21,7 +21,7 @@ step's host syncs by module (`count_host_syncs`).
 times `Trainer.train_step` (ResNet-50, both+critic) of another checkout against this one, in fresh processes,
 interleaved round by round (`compare`, `time_steps`: functions other benchmarks can call).
 """
-import argparse, datetime, os, platform, statistics, sys, tempfile, time
+import argparse, datetime, os, platform, statistics, sys, tempfile
 from pathlib import Path
 
 import torch
@@ -113,7 +113,7 @@ def main():
         if a.deterministic:
             res |= compare([here], root, rounds=a.rounds, batch=a.batch, backbone=a.backbone, repeat=a.repeat,
                            threads=a.threads, variants={"deterministic": {"deterministic": True}})
-        print(f"| checkout | ms per step, each round | median |\n|---|---|---|")
+        print("| checkout | ms per step, each round | median |\n|---|---|---|")
         for t, v in res.items(): print(f"| {t} | {', '.join(f'{x:.0f}' for x in v)} | {statistics.median(v):.0f} |")
         return
     if not (root / "synthetic" / "joints.mat").exists():

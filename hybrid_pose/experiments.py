@@ -4,18 +4,18 @@
 
 # %% ../nbs/13_experiments.ipynb #04943e11
 from __future__ import annotations
-import dataclasses, json, logging, math, os, subprocess, sys, time, warnings
+import dataclasses, json, logging, math, os, subprocess, sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .train import (TrainConfig, Trainer, LOSSES, PRIORS, PROFILES, resolve_profile, parse_setting, setting_fields,
+from .train import (TrainConfig, Trainer, PROFILES, resolve_profile, parse_setting, setting_fields,
                                real_poses)
 from .losses import TERMS, parse_terms
 from .critic import PRIORS as PRIOR_CLASSES
-from .data import PoseDataset, DataError, GET_COMMANDS, denormalize_image, collate_skip_none
+from .data import PoseDataset, DataError, GET_COMMANDS, denormalize_image
 from .render import render_mesh, overlay
 from .body import LSPJointsLayer
 from .model import decode, mean_theta

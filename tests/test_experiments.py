@@ -202,6 +202,8 @@ def test_evidence_track_smoke(tmp_path):
             assert ck.step == 3 and pre["digest"][:12] in ck["weights"], (sd, s, ck["weights"])
     side = _sidecar(out / "evidence_stage_heldout.csv")
     assert side["init_per_seed"] is True and side["pretrain_2d"]["losses"] == "kpr"
+    start = {r["setting"]: r for r in _table(out / "evidence_stage_heldout.csv")}["shared_start"]
+    assert start["seeds"] == "2" and start["label"].startswith("shared start: KPR only, 2 steps") and float(start["PA_MPJPE_mm_mean"]) > 0
     assert "shared stage of KPR only (2 steps)" in (out / "evidence_stage_heldout.md").read_text()
 
 
