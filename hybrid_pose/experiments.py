@@ -34,7 +34,7 @@ __all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES',
            'MeanPose', 'Nearest2D', 'build_baseline', 'MeanPoseFixedCamera', 'mean_camera', 'TPoseFixedCamera',
            'NearestToPrediction', 'parse_seeds', 'per_image', 'pose_pool', 'training_poses', 'evaluate_baselines',
            'seed_rows', 'baseline_label', 'result_label', 'comparison', 'claims', 'run_baselines',
-           'comparison_markdown', 'PredictionsModel']
+           'comparison_markdown', 'PredictionsModel', 'ScoringSet', 'score_many']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
 # The profiles (`train.PROFILES`) and the setting grammar (`train.parse_setting`) live with TrainConfig; the words come
@@ -514,3 +514,36 @@ class PredictionsModel:
         missing = [n for n in nums if n not in self.theta]
         if missing: raise KeyError(f"PredictionsModel: {self.path} has no prediction for image numbers {missing[:10]}")
         return [torch.stack([self.theta[n] for n in nums])]
+
+# %% ../nbs/13_experiments.ipynb #4795d8c0
+class _KeptLabels:
+    "A dataset's whole-photo labels, read once per image (what `evaluate` asks of `dataset.read`); anything else is the dataset's."
+    def __init__(self, dataset): self._ds, self._labels = dataset, {}
+    def __len__(self): return len(self._ds)
+    def __getattr__(self, name): return getattr(self._ds, name)      # data_root, dataset, records, ...
+    def read(self, index: int) -> dict: # mask (H,W) bool or None, parts (H,W) uint8 or None: the whole photo's labels
+        if index not in self._labels:
+            r = self._ds.read(index)
+            self._labels[index] = dict(mask=r["mask"], parts=r["parts"])
+        return self._labels[index]
+
+class ScoringSet:
+    "A test loader's batches and its photos' labels, read once and kept: score many runs on it without rereading files."
+    def __init__(self, loader): # a `data.make_loader` over a `PoseDataset`, shuffle=False
+        self.batches = list(loader)                                     # (B,...) tensors, the loader's order
+        ds = getattr(loader, "dataset", None)
+        self.dataset = _KeptLabels(ds) if ds is not None and hasattr(ds, "read") else ds
+    def __iter__(self): return iter(self.batches)
+    def __len__(self): return len(self.batches)
+
+def score_many(models: dict, # key -> a model `evaluate` scores (a network or a baseline)
+               body, # the body layer
+               loaders: dict, # test name -> loader (a `ScoringSet`, best)
+               parallel: int = 2, # models scored side by side, in threads
+               **kw) -> dict: # key -> {test name: EvalResult}; kw: `evaluate`'s (device, pixel_centers, ...)
+    "`evaluate` every model on every test set, `parallel` models at a time (one model never in two threads at once)."
+    from concurrent.futures import ThreadPoolExecutor
+    one = lambda m: {t: evaluate(m, body, ld, progress=False, **kw) for t, ld in loaders.items()}
+    with ThreadPoolExecutor(max(1, int(parallel))) as pool:
+        futures = {k: pool.submit(one, m) for k, m in models.items()}
+        return {k: f.result() for k, f in futures.items()}
