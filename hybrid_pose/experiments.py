@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'SETTING_LABELS', 'PAPER_TABLE1', 'PAPER_TABLE2', 'BASELINES', 'SEED_COLUMNS', 'BASELINE_LABELS',
            'ORACLE_LABELS', 'LABEL_RENAMES', 'COMPARE_COLUMNS', 'objective_label', 'prior_label', 'setting_label',
            'ensure_data', 'experiment_config', 'pose_source_for', 'run_setting', 'with_extra_terms', 'train_subprocess',
-           'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row', 'register_baseline', 'Baseline', 'TPose',
-           'MeanPose', 'Nearest2D', 'build_baseline', 'MeanPoseFixedCamera', 'mean_camera', 'TPoseFixedCamera',
-           'NearestToPrediction', 'parse_seeds', 'per_image', 'pose_pool', 'training_poses', 'evaluate_baselines',
-           'seed_rows', 'baseline_label', 'result_label', 'comparison', 'claims', 'run_baselines',
+           'train_many', 'predict_crops', 'mesh_overlays', 'overlay_grid', 'results_row', 'register_baseline',
+           'Baseline', 'TPose', 'MeanPose', 'Nearest2D', 'build_baseline', 'MeanPoseFixedCamera', 'mean_camera',
+           'TPoseFixedCamera', 'NearestToPrediction', 'parse_seeds', 'per_image', 'pose_pool', 'training_poses',
+           'evaluate_baselines', 'seed_rows', 'baseline_label', 'result_label', 'comparison', 'claims', 'run_baselines',
            'comparison_markdown', 'PredictionsModel', 'ScoringSet', 'score_many']
 
 # %% ../nbs/13_experiments.ipynb #7aed65cc
@@ -140,6 +140,16 @@ def train_subprocess(cfg: TrainConfig, # from `experiment_config`; cfg.out_dir g
     if r.returncode not in (0, 4):
         raise RuntimeError(f"training {out} failed (exit {r.returncode}): {' '.join(r.stderr.strip().splitlines()[-1:])}")
     return out
+
+def train_many(configs: dict, # key -> TrainConfig (from `experiment_config`), e.g. (setting, seed) -> config
+               parallel: int = 2, # runs trained side by side, each in its own one-thread process
+               load: bool = True, # False: only train (a shared stage nobody scores), return the run folders
+              ) -> dict: # key -> the finished run's Trainer (loaded, `.result["status"]` "reused"), or its folder
+    "Train runs side by side with `train_subprocess` (finished runs are left as they are), then load each finished run."
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max(1, int(parallel))) as pool: outs = list(pool.map(train_subprocess, configs.values()))
+    if not load: return dict(zip(configs, outs))
+    return {k: run_setting(dataclasses.replace(c, resume=True)) for k, c in configs.items()}   # loads: never trains again
 
 # %% ../nbs/13_experiments.ipynb #498c13a3
 @torch.no_grad()
