@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from .body import BodyModel, BodyOutput, LSPJointsLayer, LSP_JOINT_NAMES, SMPL_JOINT_NAMES
+from .body import BodyOutput, LSPJointsLayer, LSP_JOINT_NAMES, SMPL_JOINT_NAMES
 from .poses import UNSEEN_JOINTS
 from .natural_poses import NaturalPoseSampler, make_pose_sampler, stream_generator
 

@@ -4,8 +4,8 @@
 
 # %% ../nbs/04b_mocap.ipynb #e6f66074
 from __future__ import annotations
-import math, re
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

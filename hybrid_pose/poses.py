@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from smplx.lbs import batch_rodrigues
-from .body import BodyModel, BodyOutput, SMPL_JOINT_NAMES, SMPL_TO_LSP
+from .body import SMPL_JOINT_NAMES
 from .smpl_file import RestrictedUnpickler
 from .base import UsageError
 

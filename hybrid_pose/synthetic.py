@@ -5,7 +5,7 @@
 # %% ../nbs/07_synthetic.ipynb #669f150c
 from __future__ import annotations
 import json
-import functools, io, math, os, sys, zipfile
+import functools, io, math, sys, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 

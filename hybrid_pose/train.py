@@ -20,7 +20,7 @@ from .viz import remove_stale_temps
 from .losses import ALIASES, INPUTS, TERMS, Objective, legacy_term_key as _legacy_term
 from .critic import (PRIORS as PRIOR_CLASSES, CriticInput, CriticInputLayer, PriorRecipe, build_prior, build_prior_from,
                                 check_prior_options, masked_step, pretrain_prior, prior_defaults, prior_recipe)
-from .poses import JointLimitSampler, PoseStream
+from .poses import PoseStream
 from .natural_poses import POSE_SAMPLERS, CRITIC_STREAM, make_pose_sampler, stream_generator
 from .data import PoseDataset, EpochSampler, collate_skip_none, seed_worker, DataError, GET_COMMANDS, get_source, parse_dataset
 from .checkpoint import usable_body_model, usable_device
