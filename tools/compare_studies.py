@@ -5,8 +5,9 @@
 
 A and B are `runs_dir`s of `nbs/35_evidence.ipynb` (each run in RUNS_DIR/seed<N>/<setting>/checkpoint.pt) that differ
 in one thing — the input mode, the step count, a recipe — and trained the same setting under the same seeds on the same
-people. Every checkpoint is scored on the deterministic crops of each test set (`synthetic:<test>` under the data
-root) and A is compared with B on PA-MPJPE, MPJPE, KPR and the distance to natural poses, paired over seeds and people
+people (and the same body model). Every checkpoint is scored on the deterministic crops of each test set
+(`synthetic:<test>` under the data root; each set read once, two checkpoints at a time: `experiments.score_many`)
+and A is compared with B on PA-MPJPE, MPJPE, KPR and the distance to natural poses, paired over seeds and people
 (`experiments.comparison`; `experiments.claims`: Holm's correction across every row, each row's minimum detectable
 difference). Writes the table (CSV, Markdown, provenance sidecar with both studies' configs; the checkpoints are its data).
 """
@@ -47,8 +48,7 @@ def main(argv=None) -> int:
     from hybrid_pose.base import UsageError, check_writable, one_line
     from hybrid_pose.checkpoint import Checkpoint
     from hybrid_pose.data import PoseDataset, make_loader
-    from hybrid_pose.evaluate import evaluate
-    from hybrid_pose.experiments import comparison, claims, parse_seeds
+    from hybrid_pose.experiments import comparison, claims, parse_seeds, ScoringSet, score_many
     from hybrid_pose.model import input_mode
     from hybrid_pose.viz import save_table
     t0 = time.time()
@@ -73,12 +73,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     name = {k: f"{Path(d).name} ({c[0].step} steps)" for (k, c), d in zip(cks.items(), (a.a, a.b))}   # the sentences' words
     inputs = {k: f"{input_mode(c[0].config.get('input', 'rgb')).label}, {c[0].step} steps" for k, c in cks.items()}
-    models = {k: [(c.network(), c.body_model()) for c in cs] for k, cs in cks.items()}   # built once, scored on every test set
-    results = {}
-    for t, ds in sets.items():
-        loader = make_loader(ds, batch_size=32, shuffle=False, num_workers=0)
-        for k, ms in models.items():
-            results[t, k] = [evaluate(net, body, loader, device="cpu", progress=False) for net, body in ms]
+    bodies = {c.body_name for cs in cks.values() for c in cs}
+    if len(bodies) > 1:
+        print(f"compare_studies: error: the checkpoints were trained with different body models ({', '.join(sorted(bodies))}); "
+              "compare runs of the same body model", file=sys.stderr); return 2
+    body = cks["A"][0].body_model()
+    nets = {(k, i): c.network() for k, cs in cks.items() for i, c in enumerate(cs)}   # built once, scored on every test set
+    loaders = {t: ScoringSet(make_loader(ds, batch_size=32, shuffle=False, num_workers=0)) for t, ds in sets.items()}
+    scored = score_many(nets, body, loaders, parallel=2, device="cpu")             # two runs side by side, sets read once
+    results = {(t, k): [scored[k, i][t] for i in range(len(seeds))] for t in tests for k in cks}
     comps = []
     for t in tests:
         for key, (unit, dg) in KEYS.items():
