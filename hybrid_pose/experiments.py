@@ -530,7 +530,9 @@ class _KeptLabels:
     "A dataset's whole-photo labels, read once per image (what `evaluate` asks of `dataset.read`); anything else is the dataset's."
     def __init__(self, dataset): self._ds, self._labels = dataset, {}
     def __len__(self): return len(self._ds)
-    def __getattr__(self, name): return getattr(self._ds, name)      # data_root, dataset, records, ...
+    def __getattr__(self, name):                                      # data_root, dataset, records, ...
+        if name.startswith("_"): raise AttributeError(name)        # (copy and pickle probe before __init__ ran)
+        return getattr(self._ds, name)
     def read(self, index: int) -> dict: # mask (H,W) bool or None, parts (H,W) uint8 or None: the whole photo's labels
         if index not in self._labels:
             r = self._ds.read(index)
