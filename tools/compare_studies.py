@@ -66,6 +66,10 @@ def main(argv=None) -> int:
                 if ca.get(field) != cb.get(field):
                     raise UsageError(f"{files['A'][i]} and {files['B'][i]} differ in {field} ({ca.get(field)!r} vs "
                                      f"{cb.get(field)!r}); the two studies must train the same setting on the same people")
+        bodies = {c.body_name for cs in cks.values() for c in cs}
+        if len(bodies) > 1:
+            raise UsageError(f"the checkpoints were trained with different body models ({', '.join(sorted(bodies))}); "
+                             "compare runs of the same body model")
         tests = [t.strip() for t in a.tests.split(",") if t.strip()]
         sets = {t: PoseDataset(a.data_root, f"synthetic:{t}", "val", augment=False, size=cks["A"][0].image_size) for t in tests}
     except (UsageError, FileNotFoundError, ValueError) as e:
@@ -73,10 +77,6 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     name = {k: f"{Path(d).name} ({c[0].step} steps)" for (k, c), d in zip(cks.items(), (a.a, a.b))}   # the sentences' words
     inputs = {k: f"{input_mode(c[0].config.get('input', 'rgb')).label}, {c[0].step} steps" for k, c in cks.items()}
-    bodies = {c.body_name for cs in cks.values() for c in cs}
-    if len(bodies) > 1:
-        print(f"compare_studies: error: the checkpoints were trained with different body models ({', '.join(sorted(bodies))}); "
-              "compare runs of the same body model", file=sys.stderr); return 2
     body = cks["A"][0].body_model()
     nets = {(k, i): c.network() for k, cs in cks.items() for i, c in enumerate(cs)}   # built once, scored on every test set
     loaders = {t: ScoringSet(make_loader(ds, batch_size=32, shuffle=False, num_workers=0)) for t, ds in sets.items()}
