@@ -738,16 +738,17 @@ class PoseDataset(Dataset):
                  check_files: bool = True, # open every header at construction (unreadable files, size mismatches)
                  cache_dir=None, # folder for decoded person regions; speeds up large images (see above)
                  pixels: bool = True, # decode the photograph; False: no "image" in a sample (an input that reads no pixels)
+                 parts: bool = True, # decode the part masks; False: no "parts" in a sample (a training objective that reads none; no cache)
                 ):
         self.data_root, self.dataset, self.split = Path(data_root), dataset, split
         self.augment = split == "train" if augment is None else augment
         self.seed, self.size, self.box_px, self.jitter, self.scale, self.flip = seed, size, box_px, jitter, tuple(scale), flip
         self.pad, self.require_mask, self.strict = pad, require_mask, strict
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        self.lspet_val, self.pixels = lspet_val, pixels
+        self.lspet_val, self.pixels, self.parts = lspet_val, pixels, parts
         self.records, self.report = find_records(data_root, dataset, split, require_mask, strict, check_files, lspet_val=lspet_val)
         self.sources = {s: get_source(s) for s in parse_dataset(dataset)}  # name -> Source
-        self.has_parts = any(r.parts is not None for r in self.records)
+        self.has_parts = parts and any(r.parts is not None for r in self.records)
         self.truth3d = {}                                               # source -> {number: (14,3) metres}
         for name, src in self.sources.items():
             lay = src.layout(self.data_root)
@@ -797,7 +798,7 @@ def _ds_open(self: PoseDataset, index: int) -> dict:
     fix_img, fix_mask = self._fixes(rec)
     out = dict(image=_open_rgb(rec.image, fix_img, decode=self.pixels),
                mask=None if rec.mask is None else _open_labels(rec.mask, "silhouette", fix_mask),
-               parts=None if rec.parts is None else _open_labels(rec.parts, "part mask", fix_mask))
+               parts=None if rec.parts is None or not self.parts else _open_labels(rec.parts, "part mask", fix_mask))
     W, H = out["image"].size
     if rec.segmentation is not None: out["mask"] = rasterize_segmentation(rec.segmentation, (W, H), rec.image)
     for k, p in (("mask", rec.mask), ("parts", rec.parts)):
@@ -834,7 +835,7 @@ PoseDataset._region = _ds_region
 def _ds_arrays(self: PoseDataset, index: int, window_of) -> dict:
     "Image and labels covering the crop window (from the cache when it is valid), with their origin and full size."
     rec = self.records[index]
-    path = None if self.cache_dir is None or not self.pixels else self.cache_dir / re.sub(r"[^\w.-]+", "_", rec.source) / f"im{rec.number:05d}.npz"
+    path = None if self.cache_dir is None or not (self.pixels and self.parts) else self.cache_dir / re.sub(r"[^\w.-]+", "_", rec.source) / f"im{rec.number:05d}.npz"
     if path is not None and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:

@@ -141,14 +141,18 @@ def train_subprocess(cfg: TrainConfig, # from `experiment_config`; cfg.out_dir g
         raise RuntimeError(f"training {out} failed (exit {r.returncode}): {' '.join(r.stderr.strip().splitlines()[-1:])}")
     return out
 
+def _work(cfg) -> float: # a run's rough cost, only to order runs: its steps, ×3 when a term reads the mesh (an MR step ≈ 2.5–3 KPR steps)
+    return max(int(cfg.max_steps), 1) * (3 if cfg.objective.reads_mesh else 1)
+
 def train_many(configs: dict, # key -> TrainConfig (from `experiment_config`), e.g. (setting, seed) -> config
                parallel: int = 2, # runs trained side by side, each in its own one-thread process
                load: bool = True, # False: only train (a shared stage nobody scores), return the run folders
               ) -> dict: # key -> the finished run's Trainer (loaded, `.result["status"]` "reused"), or its folder
     "Train runs side by side with `train_subprocess` (finished runs are left as they are), then load each finished run."
     from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max(1, int(parallel))) as pool: outs = list(pool.map(train_subprocess, configs.values()))
-    if not load: return dict(zip(configs, outs))
+    order = sorted(configs, key=lambda k: -_work(configs[k]))      # the longest first, so the processes finish together
+    with ThreadPoolExecutor(max(1, int(parallel))) as pool: outs = dict(zip(order, pool.map(train_subprocess, [configs[k] for k in order])))
+    if not load: return {k: outs[k] for k in configs}
     return {k: run_setting(dataclasses.replace(c, resume=True)) for k, c in configs.items()}   # loads: never trains again
 
 # %% ../nbs/13_experiments.ipynb #498c13a3

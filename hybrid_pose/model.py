@@ -248,6 +248,7 @@ class InputMode:
     encoder: object # (backbone=, pretrained=, px=) -> (module, feature size, which weights)
     photographs: bool # it reads a photograph's pixels (so `predict` can run on a photograph)
     label: str # how tables name it
+    parts: bool = False # it reads the part masks (`batch["parts"]`): a training set without them would not do
 
 INPUT_MODES: dict[str, InputMode] = {}
 

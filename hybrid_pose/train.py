@@ -545,7 +545,8 @@ def _dataset(self: Trainer, sources: str, split: str, augment: bool) -> PoseData
     "A split of `sources`: every annotated image when the objective has no MR term, else only those with a silhouette."
     try: return PoseDataset(self.cfg.data_root, sources, split, augment=augment, seed=self.cfg.seed, size=self.cfg.img_size,
                             require_mask="mask" in self.objective.targets, lspet_val=self.cfg.lspet_val,
-                            pixels=split != "train" or self.net.input_mode.photographs)   # training an input that reads no pixels: no decode
+                            pixels=split != "train" or self.net.input_mode.photographs,   # training an input that reads no pixels: no decode
+                            parts=split != "train" or self.net.input_mode.parts or "parts" in self.objective.targets)  # nor unread part masks
     except DataError: raise                                         # already one line naming the file and the fix
     except FileNotFoundError as e:
         fix = "; ".join(GET_COMMANDS.get(s, "").format(root=self.cfg.data_root) for s in sources.split("+"))
