@@ -4,8 +4,9 @@
     python benchmarks/evidence_step.py [--people 96] [--rounds 5] [--repeat 5] [--settings kpr3d+none,kpr+none,both+none]
 
 - loading: one batch of 32 from the training set in the main process (what `num_workers=0` pays each step), with the
-  photograph decoded (`PoseDataset(pixels=True)`, as before) or not (`pixels=False`, what the trainer builds for an input
-  that reads no pixels, `InputMode.photographs` False);
+  photograph and the part masks decoded (`PoseDataset(pixels=True, parts=True)`, as before), the part masks only
+  (`pixels=False`, an input that reads no pixels, `InputMode.photographs` False), or neither (`parts=False` as well,
+  what the trainer builds when no term or input reads the part masks);
 - step: `Trainer.train_step` posing the whole 13,718-vertex mesh (`joints_layer=None`, as before) or only the joints
   (`body.LSPJointsLayer`, what the trainer does when no term reads the mesh; MR settings pose the mesh either way).
 Synthetic people (the open body model), the evidence input at 64 px, batch 32, one thread; medians of the rounds.
@@ -23,18 +24,19 @@ from hybrid_pose.data import PoseDataset, collate_skip_none  # noqa: E402
 from hybrid_pose.train import TrainConfig, Trainer, setting_fields  # noqa: E402
 
 
-def loading_ms(root: Path, rounds: int, repeat: int, batch: int = 32) -> tuple:
-    "Median ms to make one training batch, photograph decoded / not decoded (interleaved rounds)."
-    ds = {px: PoseDataset(root, "synthetic", "train", size=64, pixels=px, seed=0) for px in (True, False)}
-    n = len(ds[True])
+def loading_ms(root: Path, rounds: int, repeat: int, batch: int = 32) -> dict:
+    "Median ms to make one training batch: (pixels, parts) decoded -> ms, the arms interleaved round by round."
+    arms = ((True, True), (False, True), (False, False))
+    ds = {a: PoseDataset(root, "synthetic", "train", size=64, pixels=a[0], parts=a[1], seed=0) for a in arms}
+    n = len(ds[arms[0]])
     k = iter(range(10 ** 9))
-    def load(px):
+    def load(a):
         i = next(k)
-        return collate_skip_none([ds[px][((i * batch + j) % n, i)] for j in range(batch)])
-    out = {True: [], False: []}
+        return collate_skip_none([ds[a][((i * batch + j) % n, i)] for j in range(batch)])
+    out = {a: [] for a in arms}
     for _ in range(rounds):
-        for px in (True, False): out[px].append(timeit(lambda: load(px), repeat, lambda: None, warmup=1))
-    return statistics.median(out[True]), statistics.median(out[False])
+        for a in arms: out[a].append(timeit(lambda: load(a), repeat, lambda: None, warmup=1))
+    return {a: statistics.median(v) for a, v in out.items()}
 
 
 def step_ms(root: Path, setting: str, rounds: int, repeat: int, out: Path) -> tuple:
@@ -69,9 +71,12 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         generate_synthetic(root / "synthetic", n=a.people, seed=0, progress=False)
-        old, new = loading_ms(root, a.rounds, a.repeat)
+        ms = loading_ms(root, a.rounds, a.repeat)
+        old, mid, new = ms[True, True], ms[False, True], ms[False, False]
         print("| part | before, ms | now, ms | speed-up |\n|---|---|---|---|")
-        print(f"| loading a batch of 32 (photograph decoded → not) | {old:.0f} | {new:.0f} | {old / new:.2f}× |")
+        print(f"| loading a batch of 32 (photograph decoded → not; part masks decoded both) | {old:.0f} | {mid:.0f} | {old / mid:.2f}× |")
+        print(f"| loading a batch of 32 (part masks decoded → not; no photograph both) | {mid:.0f} | {new:.0f} | {mid / new:.2f}× |")
+        print(f"| loading a batch of 32 (both decoded → neither) | {old:.0f} | {new:.0f} | {old / new:.2f}× |")
         for s in [x.strip() for x in a.settings.split(",") if x.strip()]:
             full, joints, used = step_ms(root, s, a.rounds, a.repeat, root / f"run_{s}")
             what = "whole mesh → joints only" if used else "whole mesh both (MR reads it)"
